@@ -1,0 +1,96 @@
+"""Base classes for API types: camelCase aliases, attribute docstrings, CRD metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    """Every API object and sub-object.
+
+    Field docstrings become the CRD ``description`` (what ``kubectl explain`` shows); unknown
+    fields are refused so a typo in a manifest is an error rather than silently ignored.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+    )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """Serialize as the API server stores it: camelCase, no unset optionals."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the referenced object."""
+
+
+class ObjectMeta(BaseModel):
+    """The subset of metav1.ObjectMeta the operator reads; everything else passes through."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class ScaleSubresource:
+    spec_replicas_path: str
+    status_replicas_path: str
+    label_selector_path: str | None = None
+
+
+@dataclass(frozen=True)
+class CrdMeta:
+    """Names and presentation of a kind, rendered into its CustomResourceDefinition."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    printer_columns: tuple[PrinterColumn, ...] = ()
+    scale: ScaleSubresource | None = None
+    failed_phase: str = "Failed"
+    """The phase shown when the operator cannot act on the object at all."""
+    extra_validations: tuple[dict[str, str], ...] = field(default=())
+
+
+class Resource(BaseModel):
+    """A custom resource: apiVersion, kind, metadata, spec and status."""
+
+    model_config = ConfigDict(populate_by_name=True, use_attribute_docstrings=True, extra="ignore")
+
+    crd: ClassVar[CrdMeta]
+
+    api_version: str = Field(default="modelwerk.dev/v1alpha1", alias="apiVersion")
+    kind: str = ""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @classmethod
+    def from_k8s(cls, body: Any) -> Self:
+        return cls.model_validate(dict(body))

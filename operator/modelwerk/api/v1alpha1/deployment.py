@@ -1,0 +1,417 @@
+"""Deployment: serve a ModelVersion and roll new versions out blue-green or canary.
+
+Named like apps/v1 Deployment on purpose (as Knative names its Service); reach it as ``mwd``,
+``deployments.modelwerk.dev`` or through the ``modelwerk`` category.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from modelwerk.api.base import (
+    ApiModel,
+    CrdMeta,
+    LocalObjectReference,
+    PrinterColumn,
+    Resource,
+    ScaleSubresource,
+)
+from modelwerk.api.v1alpha1.common import ResourceName, ResourceRequirements, StatusBase
+from modelwerk.api.v1alpha1.model_version import Stage
+
+RolloutPhase = Literal["Progressing", "Paused", "Healthy", "Degraded", "Aborted"]
+CheckMetric = Literal["errorRate", "latency", "drift", "accuracy"]
+
+
+def _one_of(*fields: str, exactly: bool) -> dict[str, str]:
+    count = " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields)
+    names = ", ".join(fields)
+    if exactly:
+        return {"rule": f"{count} == 1", "message": f"set exactly one of {names}"}
+    return {"rule": f"{count} <= 1", "message": f"set at most one of {names}"}
+
+
+def _check_one_of(model: ApiModel, *fields: str, exactly: bool) -> None:
+    count = sum(getattr(model, f) is not None for f in fields)
+    if count > 1 or (exactly and count == 0):
+        names = ", ".join(type(model).model_fields[f].alias or f for f in fields)
+        raise ValueError(f"set {'exactly' if exactly else 'at most'} one of {names}")
+
+
+class ModelSelector(ApiModel):
+    """Follow a registered model instead of pinning a version (continuous delivery)."""
+
+    model: ResourceName
+    """The registered model; the newest Ready version is served."""
+    stage: Stage | None = None
+    """Only consider versions in this stage, for example Production."""
+
+
+class Check(ApiModel):
+    """One metric an analysis measures, with the bound it must respect."""
+
+    metric: CheckMetric
+    """errorRate (fraction of 5xx), latency (seconds at quantile), drift (highest per-feature
+    score), or accuracy (live accuracy from feedback)."""
+    quantile: float = Field(default=0.99, gt=0, lt=1)
+    """Latency quantile. Defaults to 0.99."""
+    max: float | None = None
+    """Fail when the measurement is above this."""
+    min: float | None = None
+    """Fail when the measurement is below this."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.max) || has(self.min)", "message": "a check needs max or min"}
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Check:
+        if self.max is None and self.min is None:
+            raise ValueError("a check needs max or min")
+        return self
+
+
+class Analysis(ApiModel):
+    """How rollout health is measured."""
+
+    interval_seconds: int = Field(default=30, ge=1, le=3600)
+    """Time between measurements. Defaults to 30."""
+    count: int = Field(default=3, ge=1, le=100)
+    """Measurements per analysis run. Defaults to 3."""
+    failure_limit: int = Field(default=0, ge=0, le=100)
+    """Failed measurements tolerated before the rollout aborts. Defaults to 0."""
+    inconclusive_limit: int = Field(default=2, ge=0, le=100)
+    """Measurements without enough data tolerated before the rollout pauses. Defaults to 2."""
+    min_requests: int = Field(default=20, ge=0)
+    """Requests a measurement needs to be conclusive. Defaults to 20."""
+    checks: list[Check] = Field(default_factory=list, max_length=16)
+    """What is measured; without checks, analysis only requires Ready pods."""
+    prometheus_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    """Read metrics from this Prometheus instead of scraping the serving pods directly."""
+
+
+class Pause(ApiModel):
+    """Wait before the next step."""
+
+    duration_seconds: int | None = Field(default=None, ge=0)
+    """How long; without it, wait until resumed or promoted by hand."""
+
+
+class AnalysisStep(ApiModel):
+    """Run the Deployment's analysis now and continue only if it passes."""
+
+    count: int | None = Field(default=None, ge=1, le=100)
+    """Measurements for this step; defaults to analysis.count."""
+
+
+class CanaryStep(ApiModel):
+    """Exactly one of setWeight, pause or analysis."""
+
+    set_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percentage of traffic sent to the new version."""
+    pause: Pause | None = None
+    """Wait for a duration or for a manual resume."""
+    analysis: AnalysisStep | None = None
+    """Measure and abort on failure."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [_one_of("setWeight", "pause", "analysis", exactly=True)]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CanaryStep:
+        _check_one_of(self, "set_weight", "pause", "analysis", exactly=True)
+        return self
+
+
+class Canary(ApiModel):
+    """Shift traffic to the new version step by step."""
+
+    steps: list[CanaryStep] = Field(default_factory=list, max_length=64)
+    """The steps; after the last one the new version is promoted."""
+
+
+class BlueGreen(ApiModel):
+    """Bring the new version up beside the old one and switch all traffic at once."""
+
+    auto_promote: bool = True
+    """Switch as soon as the new version is Ready (and analysis passed). Defaults to true."""
+    pre_promotion_analysis: bool = False
+    """Run the analysis against the preview Service before switching. Defaults to false."""
+    scale_down_delay_seconds: int = Field(default=30, ge=0, le=86400)
+    """Keep the old version running this long after the switch, for a fast rollback.
+    Defaults to 30."""
+    preview_replicas: int | None = Field(default=None, ge=1, le=1000)
+    """Replicas of the preview version before promotion; defaults to spec.replicas."""
+
+
+class Strategy(ApiModel):
+    """At most one of blueGreen or canary; without either, a new version replaces the old one
+    as soon as its pods are Ready."""
+
+    blue_green: BlueGreen | None = None
+    """Blue-green deployment."""
+    canary: Canary | None = None
+    """Canary deployment."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": [_one_of("blueGreen", "canary", exactly=False)]}
+    }
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> Strategy:
+        _check_one_of(self, "blue_green", "canary", exactly=False)
+        return self
+
+
+class DriftMonitoring(ApiModel):
+    """Compare live inputs with the training profile."""
+
+    method: Literal["psi", "ks"] = "psi"
+    """psi (population stability index) or ks (Kolmogorov-Smirnov statistic). Defaults to psi."""
+    threshold: float = Field(default=0.2, gt=0)
+    """A feature whose score exceeds this has drifted. Defaults to 0.2."""
+    window: int = Field(default=1000, ge=10, le=100000)
+    """Recent rows compared with the profile. Defaults to 1000."""
+
+
+class Retraining(ApiModel):
+    """Start a new training run when drift is detected."""
+
+    training_job_ref: LocalObjectReference
+    """A TrainingJob used as the template for retraining runs."""
+    min_interval_seconds: int = Field(default=3600, ge=60)
+    """Fewest seconds between two retraining runs. Defaults to 3600."""
+
+
+class Monitoring(ApiModel):
+    """Model monitoring and the closed loop."""
+
+    drift: DriftMonitoring | None = None
+    """Drift detection."""
+    retraining: Retraining | None = None
+    """Retrain on drift; the new version rolls out when the Deployment follows modelSelector."""
+
+
+class HTTPRouteRef(ApiModel):
+    """A Gateway API HTTPRoute whose backend weights the operator sets."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the HTTPRoute in the Deployment's namespace."""
+
+
+class TrafficRouting(ApiModel):
+    """How traffic is split; by default by replica ratio behind the stable Service."""
+
+    http_route: HTTPRouteRef | None = None
+    """Use backend weights on this HTTPRoute for exact percentages."""
+
+
+class ServiceSpec(ApiModel):
+    """How the stable Service is exposed."""
+
+    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    """ClusterIP or NodePort. Defaults to ClusterIP."""
+    port: int = Field(default=80, ge=1, le=65535)
+    """Service port. Defaults to 80."""
+    node_port: int | None = Field(default=None, ge=30000, le=32767)
+    """Fixed node port (with type NodePort), for example 30080 for the kind port mapping."""
+
+
+class ServerSpec(ApiModel):
+    """The model server pods."""
+
+    resources: ResourceRequirements | None = None
+    """Resources of each serving pod."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server worker processes per pod. Defaults to 1."""
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    """Most concurrent requests merged into one predict call. Defaults to 64."""
+    max_batch_delay_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Longest a request waits for others to batch with. Defaults to 2."""
+
+
+class DeploymentSpec(ApiModel):
+    """Desired state of a modelwerk Deployment."""
+
+    model_version: str | None = Field(default=None, min_length=1, max_length=253)
+    """The ModelVersion to serve (pinned; what GitOps repositories usually set)."""
+    model_selector: ModelSelector | None = None
+    """Follow the newest Ready version of a model instead of pinning one."""
+    replicas: int = Field(default=1, ge=0, le=1000)
+    """Serving pods of the stable version. Defaults to 1."""
+    strategy: Strategy = Field(default_factory=Strategy)
+    """How new versions roll out."""
+    analysis: Analysis | None = None
+    """Measurements used by analysis steps and pre-promotion analysis."""
+    progress_deadline_seconds: int = Field(default=600, ge=30, le=86400)
+    """A rollout that makes no progress for this long is aborted. Defaults to 600."""
+    monitoring: Monitoring | None = None
+    """Drift detection and retraining."""
+    traffic_routing: TrafficRouting | None = None
+    """Traffic splitting beyond replica ratios."""
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    """The stable Service."""
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    """Model server settings."""
+    history_limit: int = Field(default=10, ge=1, le=100)
+    """Rollouts kept in status.history. Defaults to 10."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [_one_of("modelVersion", "modelSelector", exactly=True)]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _source(self) -> DeploymentSpec:
+        _check_one_of(self, "model_version", "model_selector", exactly=True)
+        return self
+
+
+class Measurement(ApiModel):
+    """One measured value of an analysis check."""
+
+    metric: str
+    """The check's metric."""
+    value: float | None = None
+    """The measured value; absent when there was not enough data."""
+    phase: Literal["Successful", "Failed", "Inconclusive", "Error"]
+    """The verdict for this measurement."""
+    time: datetime
+    """When it was measured."""
+    message: str | None = None
+    """Details."""
+
+
+class AnalysisRun(ApiModel):
+    """An analysis executed during a rollout."""
+
+    name: str
+    """Identifies the run, for example step-3 or pre-promotion."""
+    phase: Literal["Running", "Successful", "Failed", "Inconclusive"]
+    """The overall verdict so far."""
+    measurements: list[Measurement] = Field(default_factory=list, max_length=200)
+    """Measurements, oldest first."""
+    start_time: datetime | None = None
+    """When the run started."""
+    message: str | None = None
+    """Why it ended as it did."""
+
+
+class RolloutRecord(ApiModel):
+    """One finished or current rollout."""
+
+    version: str
+    """The ModelVersion rolled out."""
+    outcome: Literal["Progressing", "Promoted", "Aborted", "RolledBack", "Superseded"]
+    """How it ended."""
+    start_time: datetime | None = None
+    """When it started."""
+    finish_time: datetime | None = None
+    """When it ended."""
+    message: str | None = None
+    """Why it ended as it did."""
+
+
+class Endpoints(ApiModel):
+    """Where to reach the model inside the cluster."""
+
+    stable: str | None = None
+    """The stable Service: what users should call."""
+    preview: str | None = None
+    """The preview Service of a blue-green rollout."""
+    canary: str | None = None
+    """The canary Service of a canary rollout."""
+
+
+class DriftStatus(ApiModel):
+    """The latest drift measurement."""
+
+    score: float | None = None
+    """The highest per-feature score."""
+    feature: str | None = None
+    """The feature with that score."""
+    measured_time: datetime | None = None
+    """When it was measured."""
+    last_retraining_job: str | None = None
+    """The TrainingJob started by the last retraining."""
+    last_retraining_time: datetime | None = None
+    """When that retraining started."""
+
+
+class DeploymentStatus(StatusBase):
+    """Observed state of a modelwerk Deployment."""
+
+    phase: RolloutPhase | None = None  # type: ignore[assignment]
+    """Progressing, Paused, Healthy, Degraded or Aborted."""
+    model: str | None = None
+    """The registered model served."""
+    strategy: Literal["BlueGreen", "Canary", "Replace"] | None = None
+    """The active strategy, for printer columns."""
+    stable_version: str | None = None
+    """The ModelVersion receiving production traffic."""
+    canary_version: str | None = None
+    """The ModelVersion being rolled out, while a rollout is in progress."""
+    active_color: Literal["blue", "green"] | None = None
+    """Blue-green: the color behind the stable Service."""
+    current_step_index: int | None = Field(default=None, ge=0)
+    """Canary: index of the step in progress."""
+    canary_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percentage of traffic on the new version."""
+    pause_start_time: datetime | None = None
+    """When the current pause began."""
+    replicas: int | None = None
+    """Serving pods of all versions."""
+    ready_replicas: int | None = None
+    """Ready serving pods of all versions."""
+    selector: str | None = None
+    """Label selector of the serving pods (for the scale subresource)."""
+    analysis_runs: list[AnalysisRun] | None = Field(default=None, max_length=20)
+    """Analysis runs of the current rollout."""
+    history: list[RolloutRecord] | None = Field(default=None, max_length=100)
+    """Recent rollouts, newest first."""
+    endpoints: Endpoints | None = None
+    """In-cluster URLs."""
+    drift: DriftStatus | None = None
+    """Monitoring results."""
+    last_command: str | None = None
+    """The last manual command (annotation value) the operator acted on."""
+
+
+class Deployment(Resource):
+    """Serves a model and rolls out new versions safely."""
+
+    crd: ClassVar[CrdMeta] = CrdMeta(
+        kind="Deployment",
+        plural="deployments",
+        singular="deployment",
+        short_names=("mwd", "mwdeploy"),
+        printer_columns=(
+            PrinterColumn("Model", ".status.model"),
+            PrinterColumn("Version", ".status.stableVersion"),
+            PrinterColumn("Canary", ".status.canaryVersion", priority=1),
+            PrinterColumn("Strategy", ".status.strategy"),
+            PrinterColumn("Weight", ".status.canaryWeight", "integer"),
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+        scale=ScaleSubresource(
+            spec_replicas_path=".spec.replicas",
+            status_replicas_path=".status.replicas",
+            label_selector_path=".status.selector",
+        ),
+        failed_phase="Degraded",
+    )
+
+    spec: DeploymentSpec
+    status: DeploymentStatus = Field(default_factory=DeploymentStatus)

@@ -1,0 +1,1 @@
+"""Pure constructors of the Kubernetes objects the operator owns (plain dicts)."""

@@ -1,0 +1,87 @@
+"""Operator start-up and shutdown: identity, kopf settings, the work queue, /metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from modelwerk.handlers.context import Context
+from modelwerk.handlers.kinds import RECONCILERS
+from modelwerk.handlers.reconcile import Key, reconcile
+from modelwerk.handlers.workqueue import WorkQueue
+from modelwerk.kube import credentials
+from modelwerk.kube.client import Kube
+from modelwerk.metrics import REGISTRY
+from modelwerk.settings import OperatorSettings
+
+PREFIX = "modelwerk.dev"
+
+
+@kopf.on.login(id="login")
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf and the operator's own client act as the same identity (MODELWERK_KUBECONFIG)."""
+    creds = credentials.load(OperatorSettings().kubeconfig)
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_path=creds.ca_path,
+        insecure=creds.insecure,
+        token=creds.bearer_token(),
+        certificate_path=creds.cert_path,
+        private_key_path=creds.key_path,
+        scheme="Bearer" if creds.token else None,
+    )
+
+
+@kopf.on.startup(id="startup")
+async def startup(settings: kopf.OperatorSettings, memo: Any, logger: logging.Logger, **_: Any) -> None:
+    config = OperatorSettings()
+    # Should any kopf state ever be persisted, it lives in annotations under our own prefix;
+    # the status schema stays strictly ours.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    kube = Kube(credentials.load(config.kubeconfig), identity=config.identity)
+
+    async def run(key: Any) -> float | None:
+        return await reconcile(ctx, RECONCILERS[key.kind], key)
+
+    queue = WorkQueue(
+        run,
+        workers=config.workers,
+        resync_seconds=config.resync_seconds,
+        max_backoff_seconds=config.max_backoff_seconds,
+    )
+    ctx = Context(settings=config, kube=kube, queue=queue)
+    queue.start()
+    memo.ctx = ctx
+    if config.metrics_port:
+        memo.metrics_server, _thread = start_http_server(config.metrics_port, registry=REGISTRY)
+    logger.info("Started modelwerk operator as %s", config.identity)
+
+
+@kopf.on.cleanup(id="cleanup")
+async def cleanup(memo: Any, **_: Any) -> None:
+    ctx: Context | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        await ctx.queue.stop()
+        await ctx.kube.close()
+    server = getattr(memo, "metrics_server", None)
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+@kopf.on.probe(id="queue")
+def queue_probe(memo: Any, **_: Any) -> int:
+    """Reported at /healthz, next to kopf's own liveness."""
+    ctx: Context | None = getattr(memo, "ctx", None)
+    return 0 if ctx is None else len(ctx.queue)
+
+
+__all__ = ["Key", "cleanup", "login", "startup"]

@@ -1,0 +1,70 @@
+"""Carry out a Plan: children first, then the status, then events.
+
+Children go before the status so that a status never claims something (a Job started, a
+Service switched) that a crash could leave undone; on the next reconcile the same Plan is
+computed again and applying it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from modelwerk.api.base import Resource
+from modelwerk.kube.client import Kube
+from modelwerk.kube.resources import EVENTS, resource_of
+from modelwerk.logic.plan import Event, Plan
+
+_COMPONENT = "modelwerk-operator"
+
+
+async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) -> bool:
+    """Apply ``plan`` to the cluster; returns whether the status changed."""
+    for child in plan.apply:
+        await kube.apply(child)
+    for new in plan.create:
+        await kube.create(new)
+    for key in plan.delete:
+        await kube.delete(resource_of(key.api_version, key.kind), key.namespace, key.name)
+    desired = plan.status.to_k8s()
+    changed = desired != obj.status.to_k8s()  # type: ignore[attr-defined]
+    if changed:
+        await kube.apply(
+            {
+                "apiVersion": obj.api_version,
+                "kind": obj.crd.kind,
+                "metadata": {"name": obj.metadata.name, "namespace": obj.metadata.namespace},
+                "status": desired,
+            },
+            subresource="status",
+        )
+    for event in plan.events:
+        await post_event(kube, obj, event, now=now)
+    return changed
+
+
+async def post_event(kube: Kube, obj: Resource, event: Event, *, now: datetime) -> None:
+    meta = obj.metadata
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
+        "involvedObject": {
+            "apiVersion": obj.api_version,
+            "kind": obj.crd.kind,
+            "name": meta.name,
+            "namespace": meta.namespace,
+            "uid": meta.uid,
+        },
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message[:1024],
+        "source": {"component": _COMPONENT},
+        "reportingComponent": f"modelwerk.dev/{_COMPONENT}",
+        "reportingInstance": kube.identity,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    await kube.request("POST", EVENTS.path(meta.namespace), body=body)

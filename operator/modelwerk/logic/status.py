@@ -1,0 +1,35 @@
+"""Helpers every kind's logic uses to fill in the common status fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeVar
+
+from modelwerk.api.conditions import READY, ConditionStatus, set_condition
+from modelwerk.api.v1alpha1.common import StatusBase
+
+S = TypeVar("S", bound=StatusBase)
+
+
+def with_ready(
+    status: S,
+    ready: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    phase: str,
+    generation: int,
+    now: datetime,
+) -> S:
+    """``status`` for ``generation`` with its phase, message and Ready condition set."""
+    conditions = set_condition(
+        status.conditions, READY, ready, reason, message, now=now, generation=generation
+    )
+    return status.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": phase,
+            "message": message,
+            "conditions": conditions,
+        }
+    )

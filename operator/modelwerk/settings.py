@@ -1,0 +1,46 @@
+"""Operator settings, read from ``MODELWERK_*`` environment variables: the only place that
+reads the environment in the operator."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """How the operator runs and what it puts into the pods it creates."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELWERK_", use_attribute_docstrings=True)
+
+    kubeconfig: str | None = None
+    """Kubeconfig file to use; default: in-cluster credentials, else ~/.kube/config."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch (JSON list or comma-free single name); empty means all."""
+    identity: str = Field(default_factory=socket.gethostname)
+    """Name of this operator instance (the pod name in a cluster), recorded on Events."""
+    operator_namespace: str = "modelwerk-system"
+    """Where the operator itself runs."""
+    runtime_image: str = "modelwerk/runtime:0.1.0"
+    """Image of the validation, training and serving pods."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Pull policy of the workload pods."""
+    artifact_pvc: str = "modelwerk-artifacts"
+    """PersistentVolumeClaim holding the artifact store in each namespace (created on first use)."""
+    artifact_pvc_size: str = "5Gi"
+    """Size requested when the operator creates the artifact claim."""
+    artifact_storage_class: str | None = None
+    """Storage class of the artifact claim; default: the cluster's default class."""
+    health_port: int = 8080
+    """Port of the liveness endpoint (/healthz); 0 disables it."""
+    metrics_port: int = 9090
+    """Port of the Prometheus endpoint (/metrics); 0 disables it."""
+    workers: int = Field(default=8, ge=1, le=256)
+    """Objects reconciled concurrently."""
+    resync_seconds: float = Field(default=300.0, gt=0)
+    """Every object is reconciled at least this often, even without events."""
+    max_backoff_seconds: float = Field(default=300.0, gt=0)
+    """Longest wait before retrying a reconcile that failed."""
