@@ -19,21 +19,39 @@ from modelwerk.builders.labels import MANAGED_BY, OWNER_KIND, OWNER_NAME
 from modelwerk.handlers.context import Context
 from modelwerk.handlers.reconcile import KindReconciler, Key
 from modelwerk.kube import resources
-from modelwerk.logic.dataset import reconcile_dataset
+from modelwerk.builders.workload import WorkloadConfig
+from modelwerk.kube.observe import observe_dataset, observe_training
+from modelwerk.logic.dataset import DatasetConfig, reconcile_dataset
 from modelwerk.logic.deployment import reconcile_deployment
 from modelwerk.logic.model_version import reconcile_model_version
 from modelwerk.logic.plan import Plan
-from modelwerk.logic.training_job import reconcile_training_job
+from modelwerk.logic.training_job import TrainingConfig, reconcile_training_job
+from modelwerk.metrics import record_training
+
+
+def _workload(ctx: Context) -> WorkloadConfig:
+    s = ctx.settings
+    return WorkloadConfig(
+        image=s.runtime_image, image_pull_policy=s.image_pull_policy, artifact_pvc=s.artifact_pvc
+    )
 
 
 async def _decide_dataset(ctx: Context, obj: Resource) -> Plan:
     assert isinstance(obj, Dataset)
-    return reconcile_dataset(obj, now=clock.now())
+    s = ctx.settings
+    observed = await observe_dataset(ctx.kube, obj, s.artifact_pvc)
+    config = DatasetConfig(_workload(ctx), s.artifact_pvc_size, s.artifact_storage_class)
+    return reconcile_dataset(obj, observed, now=clock.now(), config=config)
 
 
 async def _decide_training_job(ctx: Context, obj: Resource) -> Plan:
     assert isinstance(obj, TrainingJob)
-    return reconcile_training_job(obj, now=clock.now())
+    s = ctx.settings
+    observed = await observe_training(ctx.kube, obj, s.artifact_pvc)
+    config = TrainingConfig(_workload(ctx), s.artifact_pvc_size, s.artifact_storage_class)
+    plan = reconcile_training_job(obj, observed, now=clock.now(), config=config)
+    record_training(obj, plan)
+    return plan
 
 
 async def _decide_model_version(ctx: Context, obj: Resource) -> Plan:
@@ -64,12 +82,29 @@ def _enqueue(memo: Any, key: Key, event_type: str | None) -> None:
         ctx.queue.add(key)
 
 
+@kopf.index(GROUP, VERSION, "trainingjobs", id="trainingjobs_by_dataset")
+def trainingjobs_by_dataset(
+    namespace: str, name: str, spec: dict[str, Any], **_: Any
+) -> dict[tuple[str, str], str]:
+    """TrainingJobs waiting on a Dataset are woken when the Dataset changes."""
+    return {(namespace, spec.get("datasetRef", {}).get("name", "")): name}
+
+
+def _dependents(kind: str, namespace: str, name: str, indices: dict[str, Any]) -> list[Key]:
+    if kind == "Dataset":
+        index = indices.get("trainingjobs_by_dataset") or {}
+        return [Key("TrainingJob", namespace, tj) for tj in index.get((namespace, name), [])]
+    return []
+
+
 def _register_kind(kind: str, plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-enqueue")
     def _own_event(
-        event: dict[str, Any], name: str, namespace: str, memo: Any, **_: Any
+        event: dict[str, Any], name: str, namespace: str, memo: Any, **kwargs: Any
     ) -> None:
         _enqueue(memo, Key(kind, namespace, name), event.get("type"))
+        for dependent in _dependents(kind, namespace, name, kwargs):
+            _enqueue(memo, dependent, None)
 
 
 for _kind, _reconciler in RECONCILERS.items():

@@ -1,23 +1,275 @@
-"""Decisions for Dataset objects."""
+"""Decisions for Dataset objects: when to validate, and what a validation run means.
+
+A validation run is identified by a fingerprint of the spec (and, with
+``refreshIntervalSeconds``, of the refresh period), so its Job name is deterministic: after a
+restart the operator finds the Job it started instead of starting another, and re-applying an
+unchanged spec starts nothing. The result lives in the status; finished Jobs of older
+fingerprints are deleted.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from modelwerk.api.v1alpha1.dataset import Dataset
-from modelwerk.logic.plan import Plan
-from modelwerk.logic.status import with_ready
+from pydantic import ValidationError
+
+from modelwerk.api.base import ApiModel
+from modelwerk.api.conditions import READY, ConditionStatus, set_condition
+from modelwerk.api.v1alpha1.dataset import Dataset, DatasetStatus, InferredColumn, Violation
+from modelwerk.builders.dataset import (
+    build_validation_job,
+    validation_fingerprint,
+    validation_job_name,
+)
+from modelwerk.builders.workload import WorkloadConfig, build_artifact_pvc
+from modelwerk.logic.jobs import JobOutcome
+from modelwerk.logic.plan import Event, ObjectKey, Plan
+
+VALIDATED = "Validated"
 
 
-def reconcile_dataset(obj: Dataset, *, now: datetime) -> Plan:
-    """Skeleton: acknowledge the object's generation with a Ready condition."""
-    status = with_ready(
-        obj.status,
-        "False",
-        "Pending",
-        "Dataset validation has not run yet",
-        phase="Pending",
-        generation=obj.metadata.generation,
-        now=now,
+@dataclass(frozen=True)
+class ObservedDataset:
+    jobs: dict[str, JobOutcome]
+    """Validation Jobs of this Dataset by name."""
+    artifact_pvc_exists: bool
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    workload: WorkloadConfig
+    artifact_pvc_size: str
+    artifact_storage_class: str | None
+
+
+class ValidationResult(ApiModel):
+    """The validation pod's termination message (see ``modelwerk.runtime.data.job``)."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    valid: bool
+    version: str | None = None
+    rows: int | None = None
+    columns: int | None = None
+    snapshot_uri: str | None = None
+    profile_uri: str | None = None
+    inferred_schema: list[InferredColumn] | None = None
+    violations: list[Violation] | None = None
+    violation_count: int | None = None
+    message: str | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+def refresh_epoch(dataset: Dataset, now: datetime) -> tuple[int, float | None]:
+    """The refresh period ``now`` falls in, and seconds until the next one starts.
+
+    >>> from datetime import UTC
+    >>> ds = Dataset.from_k8s({"spec": {"source": {"builtin": "iris"}, "refreshIntervalSeconds": 3600}})
+    >>> refresh_epoch(ds, datetime(2026, 1, 1, 10, 30, tzinfo=UTC))
+    (491874, 1800.0)
+    """
+    interval = dataset.spec.refresh_interval_seconds
+    if not interval:
+        return 0, None
+    stamp = now.timestamp()
+    epoch = int(stamp // interval)
+    return epoch, (epoch + 1) * interval - stamp
+
+
+def reconcile_dataset(
+    dataset: Dataset, observed: ObservedDataset, *, now: datetime, config: DatasetConfig
+) -> Plan:
+    meta = dataset.metadata
+    generation = meta.generation
+    epoch, requeue = refresh_epoch(dataset, now)
+    fingerprint = validation_fingerprint(dataset, epoch)
+    job_name = validation_job_name(dataset, fingerprint)
+    job = observed.jobs.get(job_name)
+    status = dataset.status
+    create: list[dict[str, Any]] = []
+    events: list[Event] = []
+
+    if not observed.artifact_pvc_exists:
+        create.append(
+            build_artifact_pvc(
+                name=config.workload.artifact_pvc,
+                namespace=meta.namespace,
+                size=config.artifact_pvc_size,
+                storage_class=config.artifact_storage_class,
+            )
+        )
+    stale = [
+        ObjectKey("batch/v1", "Job", meta.namespace, name)
+        for name, other in observed.jobs.items()
+        if name != job_name and other.state in ("Succeeded", "Failed")
+    ]
+    already_judged = status.validation_job == job_name and status.phase in (
+        "Ready",
+        "Invalid",
+        "Failed",
     )
-    return Plan(status=status)
+
+    if job is None and already_judged:
+        # The verdict is recorded; the Job was cleaned up (by a TTL or a person).
+        new = status.model_copy(update={"observed_generation": generation})
+    elif job is None or job.state in ("Pending", "Running"):
+        if job is None:
+            create.append(build_validation_job(dataset, fingerprint, config.workload))
+            events.append(Event("Normal", "ValidationStarted", f"Started validation Job {job_name}"))
+        new = _validating(dataset, job_name, now=now)
+    elif job.state == "Succeeded":
+        new, event = _judged(dataset, job, now=now)
+        if status.validation_job != job_name or status.phase in (None, "Pending", "Validating"):
+            events.append(event)
+    else:
+        new = _failed(dataset, job, now=now)
+        if status.phase != "Failed" or status.validation_job != job_name:
+            events.append(Event("Warning", "ValidationFailed", new.message or "Validation failed"))
+    return Plan(
+        status=new,
+        create=tuple(create),
+        delete=tuple(stale),
+        events=tuple(events),
+        requeue_after=requeue,
+    )
+
+
+def _set(
+    status: DatasetStatus,
+    *,
+    generation: int,
+    now: datetime,
+    phase: str,
+    ready: ConditionStatus,
+    ready_reason: str,
+    validated: ConditionStatus,
+    validated_reason: str,
+    message: str,
+    **fields: Any,
+) -> DatasetStatus:
+    conditions = set_condition(
+        status.conditions, READY, ready, ready_reason, message, now=now, generation=generation
+    )
+    conditions = set_condition(
+        conditions, VALIDATED, validated, validated_reason, message, now=now, generation=generation
+    )
+    return status.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": phase,
+            "message": message,
+            "conditions": conditions,
+            **fields,
+        }
+    )
+
+
+def _validating(dataset: Dataset, job_name: str, *, now: datetime) -> DatasetStatus:
+    status = dataset.status
+    generation = dataset.metadata.generation
+    # A refresh of an unchanged spec keeps serving the last good version meanwhile.
+    still_ready = status.phase == "Ready" and status.observed_generation == generation
+    return _set(
+        status,
+        generation=generation,
+        now=now,
+        phase="Ready" if still_ready else "Validating",
+        ready="True" if still_ready else "False",
+        ready_reason="Validated" if still_ready else "Validating",
+        validated="Unknown",
+        validated_reason="Validating",
+        message=f"Validation Job {job_name} is running",
+        validation_job=job_name,
+    )
+
+
+def _judged(dataset: Dataset, job: JobOutcome, *, now: datetime) -> tuple[DatasetStatus, Event]:
+    generation = dataset.metadata.generation
+    try:
+        result = ValidationResult.model_validate(job.result or {})
+    except ValidationError as exc:
+        failed = _set(
+            dataset.status,
+            generation=generation,
+            now=now,
+            phase="Failed",
+            ready="False",
+            ready_reason="ResultUnreadable",
+            validated="False",
+            validated_reason="ResultUnreadable",
+            message=f"The validation Job {job.name} reported no usable result: {exc.error_count()} errors",
+            validation_job=job.name,
+        )
+        return failed, Event("Warning", "ResultUnreadable", failed.message or "")
+    common: dict[str, Any] = {
+        "validation_job": job.name,
+        "rows": result.rows,
+        "columns": result.columns,
+        "inferred_schema": result.inferred_schema,
+        "last_validated_time": job.completion_time or now,
+    }
+    if result.valid and result.version:
+        common |= {
+            "version": result.version,
+            "short_version": result.version.removeprefix("sha256:")[:12],
+            "snapshot_uri": result.snapshot_uri,
+            "profile_uri": result.profile_uri,
+            "violations": None,
+        }
+        message = f"Version {common['short_version']}: {result.rows} rows, {result.columns} columns"
+        ready = _set(
+            dataset.status,
+            generation=generation,
+            now=now,
+            phase="Ready",
+            ready="True",
+            ready_reason="Validated",
+            validated="True",
+            validated_reason="ContractMet",
+            message=message,
+            **common,
+        )
+        return ready, Event("Normal", "Validated", message)
+    count = result.violation_count or len(result.violations or [])
+    listed = result.violations or []
+    summary = "; ".join(v.message or f"{v.column}: {v.rule}" for v in listed[:3])
+    message = f"{count} contract violation{'s' if count != 1 else ''}: {summary}"
+    if count > len(listed[:3]):
+        message += f" (and {count - len(listed[:3])} more in status.violations)"
+    invalid = _set(
+        dataset.status,
+        generation=generation,
+        now=now,
+        phase="Invalid",
+        ready="False",
+        ready_reason="ContractViolated",
+        validated="False",
+        validated_reason="ContractViolated",
+        message=message,
+        violations=listed[:100],
+        **common,
+    )
+    return invalid, Event("Warning", "ContractViolated", message)
+
+
+def _failed(dataset: Dataset, job: JobOutcome, *, now: datetime) -> DatasetStatus:
+    result = job.result or {}
+    reason = str(result.get("reason") or "ValidationFailed")
+    if not reason.isidentifier():
+        reason = "ValidationFailed"
+    detail = result.get("error") or result.get("message") or job.message or "no details"
+    return _set(
+        dataset.status,
+        generation=dataset.metadata.generation,
+        now=now,
+        phase="Failed",
+        ready="False",
+        ready_reason=reason,
+        validated="False",
+        validated_reason=reason,
+        message=f"Validation Job {job.name} failed: {detail}",
+        validation_job=job.name,
+    )

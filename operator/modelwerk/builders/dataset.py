@@ -1,0 +1,70 @@
+"""The validation Job of a Dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from modelwerk.api.v1alpha1.dataset import Dataset
+from modelwerk.builders.labels import child_labels, child_name, owner_reference
+from modelwerk.builders.workload import Workload, WorkloadConfig, build_job, build_pod_spec
+
+DATASET_LABEL = "modelwerk.dev/dataset"
+
+
+def validation_fingerprint(dataset: Dataset, refresh_epoch: int = 0) -> str:
+    """What makes a validation run distinct: the spec, and the refresh period it belongs to.
+
+    >>> ds = Dataset.from_k8s({"metadata": {"name": "d"}, "spec": {"source": {"builtin": "iris"}}})
+    >>> validation_fingerprint(ds) == validation_fingerprint(ds), len(validation_fingerprint(ds))
+    (True, 10)
+    >>> validation_fingerprint(ds) != validation_fingerprint(ds, refresh_epoch=1)
+    True
+    """
+    payload = json.dumps([dataset.spec.to_k8s(), refresh_epoch], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def validation_job_name(dataset: Dataset, fingerprint: str) -> str:
+    return child_name(dataset.metadata.name, f"validate-{fingerprint}")
+
+
+def _source_claim(dataset: Dataset) -> tuple[str, ...]:
+    uri = dataset.spec.source.uri or ""
+    if uri.startswith("pvc://"):
+        return (uri.removeprefix("pvc://").split("/", 1)[0],)
+    return ()
+
+
+def build_validation_job(
+    dataset: Dataset, fingerprint: str, config: WorkloadConfig
+) -> dict[str, Any]:
+    meta = dataset.metadata
+    labels = child_labels(dataset, "validation", **{DATASET_LABEL: meta.name})
+    identity = {
+        "apiVersion": dataset.api_version,
+        "kind": "Dataset",
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+        "spec": dataset.spec.to_k8s(),
+    }
+    workload = Workload(
+        command=["modelwerk", "data", "validate"],
+        env={
+            "MODELWERK_DATASET": json.dumps(identity, sort_keys=True),
+            "MODELWERK_ARTIFACT_ROOT": f"pvc://{config.artifact_pvc}",
+        },
+        claims=(config.artifact_pvc, *_source_claim(dataset)),
+        secret_env=dataset.spec.source.secret_ref.name if dataset.spec.source.secret_ref else None,
+        resources=dataset.spec.resources,
+    )
+    return build_job(
+        name=validation_job_name(dataset, fingerprint),
+        namespace=meta.namespace,
+        labels=labels,
+        owner=owner_reference(dataset),
+        pod_spec=build_pod_spec(workload, config),
+        active_deadline_seconds=dataset.spec.active_deadline_seconds,
+        # Validation is deterministic: a failure repeats, so retrying only delays the verdict.
+        backoff_limit=0,
+    )

@@ -1,0 +1,70 @@
+"""Reads what each kind's decision needs: its Jobs and their pods, referenced objects."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from modelwerk.api.v1alpha1 import Dataset, TrainingJob
+from modelwerk.builders.labels import OWNER_KIND, OWNER_NAME
+from modelwerk.builders.training_job import RUN_LABEL, TRAINING_JOB_LABEL
+from modelwerk.kube import resources
+from modelwerk.kube.client import Kube
+from modelwerk.logic.dataset import ObservedDataset
+from modelwerk.logic.jobs import JobOutcome, job_outcome
+from modelwerk.logic.training_job import ObservedTraining, RegisteredVersion
+
+
+async def observe_jobs(kube: Kube, owner_kind: str, namespace: str, name: str) -> dict[str, JobOutcome]:
+    labels = {OWNER_KIND: owner_kind, OWNER_NAME: name}
+    jobs = await kube.list(resources.JOBS, namespace, labels=labels)
+    if not jobs:
+        return {}
+    pods_by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for pod in await kube.list(resources.PODS, namespace, labels=labels):
+        job_name = pod["metadata"].get("labels", {}).get("job-name")
+        if job_name:
+            pods_by_job[job_name].append(pod)
+    return {
+        job["metadata"]["name"]: job_outcome(job, pods_by_job[job["metadata"]["name"]])
+        for job in jobs
+    }
+
+
+async def artifact_pvc_exists(kube: Kube, namespace: str, claim: str) -> bool:
+    return await kube.get(resources.PVCS, namespace, claim) is not None
+
+
+async def observe_dataset(kube: Kube, dataset: Dataset, artifact_pvc: str) -> ObservedDataset:
+    meta = dataset.metadata
+    return ObservedDataset(
+        jobs=await observe_jobs(kube, "Dataset", meta.namespace, meta.name),
+        artifact_pvc_exists=await artifact_pvc_exists(kube, meta.namespace, artifact_pvc),
+    )
+
+
+async def observe_training(kube: Kube, tj: TrainingJob, artifact_pvc: str) -> ObservedTraining:
+    meta = tj.metadata
+    body = await kube.get(resources.DATASETS, meta.namespace, tj.spec.dataset_ref.name)
+    versions = []
+    model = tj.spec.model.name
+    for mv in await kube.list(resources.MODEL_VERSIONS, meta.namespace):
+        spec, labels = mv.get("spec", {}), mv["metadata"].get("labels", {})
+        if spec.get("model") != model:
+            continue
+        versions.append(
+            RegisteredVersion(
+                name=mv["metadata"]["name"],
+                model=model,
+                version=int(spec.get("version", 0)),
+                run=labels.get(RUN_LABEL),
+                training_job=labels.get(TRAINING_JOB_LABEL),
+            )
+        )
+    return ObservedTraining(
+        dataset=Dataset.from_k8s(body) if body else None,
+        jobs=await observe_jobs(kube, "TrainingJob", meta.namespace, meta.name),
+        versions=versions,
+        artifact_pvc_exists=await artifact_pvc_exists(kube, meta.namespace, artifact_pvc),
+    )
+
