@@ -15,6 +15,7 @@ _COMMANDS = {
     "data": ("modelwerk.runtime.data.cli", "Dataset tools: `data validate` (runs in the validation Job)."),
     "train": ("modelwerk.runtime.trainer.cli", "Train a model (in the training Job, or --local)."),
     "serve": ("modelwerk.runtime.server.cli", "Serve a model over the Open Inference Protocol."),
+    "verify": ("modelwerk.runtime.verify", "Check a model artifact's sha256 (the verification Job)."),
 }
 
 

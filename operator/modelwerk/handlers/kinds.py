@@ -20,10 +20,10 @@ from modelwerk.handlers.context import Context
 from modelwerk.handlers.reconcile import KindReconciler, Key
 from modelwerk.kube import resources
 from modelwerk.builders.workload import WorkloadConfig
-from modelwerk.kube.observe import observe_dataset, observe_training
+from modelwerk.kube.observe import observe_dataset, observe_jobs, observe_training
 from modelwerk.logic.dataset import DatasetConfig, reconcile_dataset
 from modelwerk.logic.deployment import reconcile_deployment
-from modelwerk.logic.model_version import reconcile_model_version
+from modelwerk.logic.model_version import ObservedModelVersion, reconcile_model_version
 from modelwerk.logic.plan import Plan
 from modelwerk.logic.training_job import TrainingConfig, reconcile_training_job
 from modelwerk.metrics import record_training
@@ -56,7 +56,10 @@ async def _decide_training_job(ctx: Context, obj: Resource) -> Plan:
 
 async def _decide_model_version(ctx: Context, obj: Resource) -> Plan:
     assert isinstance(obj, ModelVersion)
-    return reconcile_model_version(obj, now=clock.now())
+    meta = obj.metadata
+    jobs = await observe_jobs(ctx.kube, "ModelVersion", meta.namespace, meta.name)
+    observed = ObservedModelVersion(jobs=jobs)
+    return reconcile_model_version(obj, observed, now=clock.now(), config=_workload(ctx))
 
 
 async def _decide_deployment(ctx: Context, obj: Resource) -> Plan:

@@ -1,23 +1,96 @@
-"""Decisions for ModelVersion objects."""
+"""Decisions for ModelVersion objects: verify the artifact once, record stage changes.
+
+The spec is immutable (CEL), so one verification per object is enough: Ready means the
+artifact existed with the declared sha256 when the operator checked. Model servers verify
+the hash again before they unpickle anything.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from modelwerk.api.v1alpha1.model_version import ModelVersion
-from modelwerk.logic.plan import Plan
-from modelwerk.logic.status import with_ready
+from modelwerk.api.conditions import READY, ConditionStatus, set_condition
+from modelwerk.api.v1alpha1.model_version import ModelVersion, ModelVersionStatus, StageTransition
+from modelwerk.builders.model_version import build_verification_job, verification_job_name
+from modelwerk.builders.workload import WorkloadConfig
+from modelwerk.logic.jobs import JobOutcome
+from modelwerk.logic.plan import Event, Plan
+
+VERIFIED = "Verified"
+_KEY_METRICS = ("accuracy", "f1", "r2", "rmse")
 
 
-def reconcile_model_version(obj: ModelVersion, *, now: datetime) -> Plan:
-    """Skeleton: acknowledge the object's generation with a Ready condition."""
-    status = with_ready(
-        obj.status,
-        "False",
-        "Pending",
-        "The artifact has not been verified yet",
-        phase="Pending",
-        generation=obj.metadata.generation,
-        now=now,
-    )
-    return Plan(status=status)
+@dataclass(frozen=True)
+class ObservedModelVersion:
+    jobs: dict[str, JobOutcome]
+
+
+def key_metric(mv: ModelVersion) -> str | None:
+    """The headline metric for printer columns.
+
+    >>> mv = ModelVersion.from_k8s({"spec": {"model": "m", "version": 1, "task": "regression",
+    ...     "artifact": {"uri": "pvc://a/b", "sha256": "0" * 64}, "metrics": {"mae": 3.0, "r2": 0.5}}})
+    >>> key_metric(mv)
+    'r2=0.5'
+    """
+    metrics = mv.spec.metrics or {}
+    for name in (*_KEY_METRICS, *sorted(metrics)):
+        if name in metrics:
+            return f"{name}={metrics[name]:.4g}"
+    return None
+
+
+def _stage_history(mv: ModelVersion, now: datetime) -> list[StageTransition]:
+    history = list(mv.status.stage_history or [])
+    if not history or history[-1].stage != mv.spec.stage:
+        history.append(StageTransition(stage=mv.spec.stage, time=now))
+    return history[-100:]
+
+
+def reconcile_model_version(
+    mv: ModelVersion, observed: ObservedModelVersion, *, now: datetime, config: WorkloadConfig
+) -> Plan:
+    generation = mv.metadata.generation
+    expected = mv.spec.artifact.sha256
+    job_name = verification_job_name(mv)
+    job = observed.jobs.get(job_name)
+    status = mv.status
+    common = {"key_metric": key_metric(mv), "stage_history": _stage_history(mv, now)}
+
+    def with_state(phase: str, ready: ConditionStatus, reason: str, message: str, **extra: object) -> ModelVersionStatus:
+        conditions = set_condition(status.conditions, READY, ready, reason, message, now=now, generation=generation)
+        verified = {"True": "True", "False": "False"}.get(ready, "Unknown")
+        conditions = set_condition(conditions, VERIFIED, verified, reason, message, now=now, generation=generation)  # type: ignore[arg-type]
+        return status.model_copy(update={
+            "observed_generation": generation, "phase": phase, "message": message,
+            "conditions": conditions, **common, **extra,
+        })
+
+    if status.verified_sha256 == expected:
+        message = f"Artifact verified (sha256 {expected[:12]}…); stage {mv.spec.stage}"
+        return Plan(status=with_state("Ready", "True", "Verified", message))
+    if status.phase == "Failed" and job is None:
+        return Plan(status=status.model_copy(update={"observed_generation": generation, **common}))
+    if job is None:
+        message = f"Verifying the artifact in Job {job_name}"
+        return Plan(
+            status=with_state("Pending", "Unknown", "Verifying", message),
+            create=(build_verification_job(mv, config),),
+        )
+    if job.state in ("Pending", "Running"):
+        return Plan(status=with_state("Pending", "Unknown", "Verifying", f"Verifying the artifact in Job {job_name}"))
+    result = job.result or {}
+    if job.state == "Succeeded" and result.get("ok") and result.get("sha256") == expected:
+        message = f"Artifact verified (sha256 {expected[:12]}…); stage {mv.spec.stage}"
+        new = with_state("Ready", "True", "Verified", message, verified_sha256=expected,
+                         last_verified_time=job.completion_time or now)
+        return Plan(status=new, events=(Event("Normal", "Verified", message),))
+    reason = str(result.get("reason") or "VerificationFailed")
+    if not reason.isidentifier():
+        reason = "VerificationFailed"
+    detail = result.get("error") or job.message or "no details"
+    message = f"The artifact cannot be used: {detail}"
+    new = with_state("Failed", "False", reason, message, last_verified_time=job.completion_time or now)
+    events = () if status.phase == "Failed" else (Event("Warning", reason, message),)
+    return Plan(status=new, events=events)
