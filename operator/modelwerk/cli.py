@@ -12,10 +12,16 @@ import sys
 _COMMANDS = {
     "run": ("modelwerk.handlers.main", "Run the operator (kopf) with modelwerk's settings."),
     "crds": ("modelwerk.crdgen", "Generate crds/ from the API models (--check to detect drift)."),
-    "data": ("modelwerk.runtime.data.cli", "Dataset tools: `data validate` (runs in the validation Job)."),
+    "data": (
+        "modelwerk.runtime.data.cli",
+        "Dataset tools: `data validate` (runs in the validation Job).",
+    ),
     "train": ("modelwerk.runtime.trainer.cli", "Train a model (in the training Job, or --local)."),
     "serve": ("modelwerk.runtime.server.cli", "Serve a model over the Open Inference Protocol."),
-    "verify": ("modelwerk.runtime.verify", "Check a model artifact's sha256 (the verification Job)."),
+    "verify": (
+        "modelwerk.runtime.verify",
+        "Check a model artifact's sha256 (the verification Job).",
+    ),
 }
 
 

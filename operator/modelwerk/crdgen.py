@@ -221,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, text in files.items()
         if not (args.out / name).is_file() or (args.out / name).read_text() != text
     )
-    extra = sorted(
-        p.name for p in args.out.glob("*.yaml") if p.name not in files
-    ) if args.out.is_dir() else []
+    extra = (
+        sorted(p.name for p in args.out.glob("*.yaml") if p.name not in files)
+        if args.out.is_dir()
+        else []
+    )
     if args.check:
         if stale or extra:
             print(

@@ -3,9 +3,8 @@ reads the environment in the operator."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import socket
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict

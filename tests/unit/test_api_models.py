@@ -20,7 +20,11 @@ T1 = datetime(2026, 1, 2, tzinfo=UTC)
 def _samples() -> list[dict[str, Any]]:
     docs = []
     for path in sorted((ROOT / "manifests" / "samples").rglob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("apiVersion", "").startswith("modelwerk.dev/")]
+        docs += [
+            d
+            for d in yaml.safe_load_all(path.read_text())
+            if d and d.get("apiVersion", "").startswith("modelwerk.dev/")
+        ]
     return docs
 
 
@@ -39,7 +43,7 @@ def _dataset(**source: Any) -> dict[str, Any]:
 
 
 def test_dataset_source_needs_exactly_one_location() -> None:
-    with pytest.raises(ValidationError, match="exactly one of source.builtin or source.uri"):
+    with pytest.raises(ValidationError, match=r"exactly one of source\.builtin or source\.uri"):
         Dataset.from_k8s(_dataset(builtin="iris", uri="file:///x.csv"))
     with pytest.raises(ValidationError, match="exactly one"):
         Dataset.from_k8s(_dataset())
@@ -80,14 +84,23 @@ def test_estimators_outside_the_allowlist_are_refused() -> None:
 
 def test_gate_metrics_must_fit_the_task() -> None:
     with pytest.raises(ValidationError, match="cannot score a regression model"):
-        TrainingJob.from_k8s(_training(estimator={"name": "Ridge"}, gates=[{"metric": "accuracy", "threshold": 0.5}]))
+        TrainingJob.from_k8s(
+            _training(estimator={"name": "Ridge"}, gates=[{"metric": "accuracy", "threshold": 0.5}])
+        )
     with pytest.raises(ValidationError, match="cannot score a classification model"):
-        TrainingJob.from_k8s(_training(search={"strategy": "grid", "space": {"a": [1]}, "scoring": "rmse"}))
+        TrainingJob.from_k8s(
+            _training(search={"strategy": "grid", "space": {"a": [1]}, "scoring": "rmse"})
+        )
 
 
 def test_gates_compare() -> None:
     tj = TrainingJob.from_k8s(
-        _training(gates=[{"metric": "accuracy", "threshold": 0.9}, {"metric": "f1", "operator": "<", "threshold": 0.5}])
+        _training(
+            gates=[
+                {"metric": "accuracy", "threshold": 0.9},
+                {"metric": "f1", "operator": "<", "threshold": 0.5},
+            ]
+        )
     )
     assert [g.passes(0.9) for g in tj.spec.gates] == [True, False]
 
@@ -98,7 +111,11 @@ def test_search_space_must_not_be_empty() -> None:
 
 
 def _deployment(**spec: Any) -> dict[str, Any]:
-    return {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"modelVersion": "m-v1", **spec}}
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"modelVersion": "m-v1", **spec},
+    }
 
 
 def test_deployment_needs_exactly_one_model_source() -> None:
@@ -108,7 +125,9 @@ def test_deployment_needs_exactly_one_model_source() -> None:
 
 def test_canary_steps_are_one_of() -> None:
     with pytest.raises(ValidationError, match="exactly one of setWeight, pause, analysis"):
-        Deployment.from_k8s(_deployment(strategy={"canary": {"steps": [{"setWeight": 10, "pause": {}}]}}))
+        Deployment.from_k8s(
+            _deployment(strategy={"canary": {"steps": [{"setWeight": 10, "pause": {}}]}})
+        )
     with pytest.raises(ValidationError, match="at most one of blueGreen, canary"):
         Deployment.from_k8s(_deployment(strategy={"canary": {}, "blueGreen": {}}))
 
@@ -122,7 +141,12 @@ def test_model_version_hash_is_checked() -> None:
     doc = {
         "kind": "ModelVersion",
         "metadata": {"name": "m-v1"},
-        "spec": {"model": "m", "version": 1, "task": "regression", "artifact": {"uri": "pvc://a/b", "sha256": "xyz"}},
+        "spec": {
+            "model": "m",
+            "version": 1,
+            "task": "regression",
+            "artifact": {"uri": "pvc://a/b", "sha256": "xyz"},
+        },
     }
     with pytest.raises(ValidationError, match="sha256"):
         ModelVersion.from_k8s(doc)
@@ -153,7 +177,9 @@ def test_condition_transition_time_changes_only_when_status_flips() -> None:
     conditions = set_condition([], "Ready", "False", "Pending", "waiting", now=T0, generation=1)
     same = set_condition(conditions, "Ready", "False", "Pending", "waiting", now=T1, generation=1)
     assert same is conditions
-    reworded = set_condition(conditions, "Ready", "False", "Validating", "busy", now=T1, generation=1)
+    reworded = set_condition(
+        conditions, "Ready", "False", "Validating", "busy", now=T1, generation=1
+    )
     assert reworded[0].last_transition_time == T0
     flipped = set_condition(reworded, "Ready", "True", "Validated", "ok", now=T1, generation=1)
     assert flipped[0].last_transition_time == T1

@@ -14,9 +14,42 @@ CRDS = {name: yaml.safe_load(text) for name, text in crdgen.render().items()}
 
 # Short names of built-in kinds (kubectl api-resources on a stock cluster): ours must not clash.
 BUILTIN_SHORT_NAMES = {
-    "cs", "cm", "ep", "ev", "limits", "ns", "no", "pvc", "pv", "po", "rc", "quota", "sa", "svc",
-    "crd", "crds", "ds", "deploy", "rs", "sts", "hpa", "cj", "csr", "ing", "netpol", "pdb", "pc",
-    "sc", "ingclass", "rb", "crb", "vac", "mwc", "vwc", "apisvc", "eps",
+    "cs",
+    "cm",
+    "ep",
+    "ev",
+    "limits",
+    "ns",
+    "no",
+    "pvc",
+    "pv",
+    "po",
+    "rc",
+    "quota",
+    "sa",
+    "svc",
+    "crd",
+    "crds",
+    "ds",
+    "deploy",
+    "rs",
+    "sts",
+    "hpa",
+    "cj",
+    "csr",
+    "ing",
+    "netpol",
+    "pdb",
+    "pc",
+    "sc",
+    "ingclass",
+    "rb",
+    "crb",
+    "vac",
+    "mwc",
+    "vwc",
+    "apisvc",
+    "eps",
 }
 
 
@@ -44,9 +77,7 @@ def _crd_schemas() -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_committed_crds_match_the_models() -> None:
     stale = [
-        name
-        for name, text in crdgen.render().items()
-        if (ROOT / "crds" / name).read_text() != text
+        name for name, text in crdgen.render().items() if (ROOT / "crds" / name).read_text() != text
     ]
     assert not stale, f"run `python -m modelwerk.crdgen`: {stale} drifted"
     assert crdgen.main(["--check", "--out", str(ROOT / "crds")]) == 0
@@ -60,11 +91,19 @@ def test_check_mode_detects_drift(tmp_path: Path) -> None:
     assert crdgen.main(["--check", "--out", str(tmp_path)]) == 1
 
 
-@pytest.mark.parametrize("name,path,node", _crd_schemas(), ids=lambda v: v if isinstance(v, str) else "")
-def test_every_field_is_documented_and_structural(name: str, path: str, node: dict[str, Any]) -> None:
-    assert "description" in node or path in {".metadata"} or path.endswith("{}") or path.endswith("[]") or path == "", (
-        f"{name}: {path} has no description (add an attribute docstring)"
-    )
+@pytest.mark.parametrize(
+    "name,path,node", _crd_schemas(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_field_is_documented_and_structural(
+    name: str, path: str, node: dict[str, Any]
+) -> None:
+    assert (
+        "description" in node
+        or path in {".metadata"}
+        or path.endswith("{}")
+        or path.endswith("[]")
+        or path == ""
+    ), f"{name}: {path} has no description (add an attribute docstring)"
     for forbidden in ("$ref", "$defs", "anyOf", "oneOf", "allOf", "default", "title", "const"):
         assert forbidden not in node, f"{name}: {path} has {forbidden}"
     assert node.get("type") != "null", f"{name}: {path} has a null type"

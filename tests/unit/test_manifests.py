@@ -10,7 +10,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZATIONS = sorted(
-    str(p.parent.relative_to(ROOT)) for p in ROOT.glob("**/kustomization.yaml") if ".venv" not in p.parts
+    str(p.parent.relative_to(ROOT))
+    for p in ROOT.glob("**/kustomization.yaml")
+    if ".venv" not in p.parts
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize)")
@@ -30,8 +32,13 @@ def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def test_every_kustomization_is_found() -> None:
-    assert {"crds", "manifests/base", "manifests/overlays/default", "manifests/overlays/kind",
-            "manifests/samples/iris"} <= set(KUSTOMIZATIONS)
+    assert {
+        "crds",
+        "manifests/base",
+        "manifests/overlays/default",
+        "manifests/overlays/kind",
+        "manifests/samples/iris",
+    } <= set(KUSTOMIZATIONS)
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
@@ -46,7 +53,9 @@ def test_renders(path: str) -> None:
 def test_overlays_install_crds_and_operator(overlay: str) -> None:
     docs = render(overlay)
     crds = {d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"}
-    assert crds == {f"{p}.modelwerk.dev" for p in ("datasets", "trainingjobs", "modelversions", "deployments")}
+    assert crds == {
+        f"{p}.modelwerk.dev" for p in ("datasets", "trainingjobs", "modelversions", "deployments")
+    }
     deployment = _one(docs, "Deployment", "modelwerk-operator")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "modelwerk-operator"
     _one(docs, "ServiceAccount", "modelwerk-operator")
@@ -71,7 +80,9 @@ def test_operator_pod_is_hardened() -> None:
 
 def test_kind_overlay_never_pulls_images() -> None:
     docs = render("manifests/overlays/kind")
-    container = _one(docs, "Deployment", "modelwerk-operator")["spec"]["template"]["spec"]["containers"][0]
+    container = _one(docs, "Deployment", "modelwerk-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert container["imagePullPolicy"] == "Never"
     assert {"name": "MODELWERK_IMAGE_PULL_POLICY", "value": "Never"} in container["env"]
 
@@ -80,8 +91,12 @@ def test_operator_role_is_least_privilege() -> None:
     role = _one(render("manifests/base/rbac"), "ClusterRole", "modelwerk-operator")
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
-        assert "update" not in rule["verbs"], "the operator never updates whole objects (no spec writes)"
-    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+        assert "update" not in rule["verbs"], (
+            "the operator never updates whole objects (no spec writes)"
+        )
+    granted = {
+        (g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
     assert ("", "secrets") not in granted, "the operator never reads Secrets; pods reference them"
     assert ("", "pods/exec") not in granted
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -26,6 +27,18 @@ class ApiModel(BaseModel):
     def to_k8s(self) -> dict[str, Any]:
         """Serialize as the API server stores it: camelCase, no unset optionals."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def with_cel(*rules: Mapping[str, str]) -> ConfigDict:
+    """An ApiModel config whose schema carries these CEL rules (``x-kubernetes-validations``).
+
+    Each rule has a twin ``model_validator`` on the model, so the operator refuses what the
+    API server refuses, with the same message.
+    """
+    return ConfigDict(
+        **ApiModel.model_config,
+        json_schema_extra={"x-kubernetes-validations": [dict(rule) for rule in rules]},
+    )
 
 
 class LocalObjectReference(ApiModel):

@@ -70,7 +70,9 @@ def set_condition(
         status=status,
         reason=reason,
         message=message,
-        last_transition_time=now if transitioned or previous is None else previous.last_transition_time,
+        last_transition_time=now
+        if transitioned or previous is None
+        else previous.last_transition_time,
         observed_generation=generation,
     )
     if previous is not None and previous == updated:

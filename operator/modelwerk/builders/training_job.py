@@ -37,9 +37,7 @@ def build_training_job(
 ) -> dict[str, Any]:
     meta = tj.metadata
     ds = dataset.status
-    labels = child_labels(
-        tj, "training", **{TRAINING_JOB_LABEL: meta.name, RUN_LABEL: fingerprint}
-    )
+    labels = child_labels(tj, "training", **{TRAINING_JOB_LABEL: meta.name, RUN_LABEL: fingerprint})
     identity = {
         "apiVersion": tj.api_version,
         "kind": "TrainingJob",

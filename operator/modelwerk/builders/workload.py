@@ -66,9 +66,7 @@ def build_pod_spec(workload: Workload, config: WorkloadConfig) -> dict[str, Any]
     for index, claim in enumerate(dict.fromkeys(workload.claims)):
         name = f"pvc-{index}"
         volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim}})
-        mounts.append(
-            {"name": name, "mountPath": pvc_mount_path(claim), "readOnly": index > 0}
-        )
+        mounts.append({"name": name, "mountPath": pvc_mount_path(claim), "readOnly": index > 0})
     container: dict[str, Any] = {
         "name": "main",
         "image": config.image,

@@ -16,10 +16,10 @@ from modelwerk.api import GROUP, VERSION
 from modelwerk.api.base import Resource
 from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
 from modelwerk.builders.labels import MANAGED_BY, OWNER_KIND, OWNER_NAME
-from modelwerk.handlers.context import Context
-from modelwerk.handlers.reconcile import KindReconciler, Key
-from modelwerk.kube import resources
 from modelwerk.builders.workload import WorkloadConfig
+from modelwerk.handlers.context import Context
+from modelwerk.handlers.reconcile import Key, KindReconciler
+from modelwerk.kube import resources
 from modelwerk.kube.observe import observe_dataset, observe_jobs, observe_training
 from modelwerk.logic.dataset import DatasetConfig, reconcile_dataset
 from modelwerk.logic.deployment import reconcile_deployment
@@ -87,8 +87,8 @@ def _enqueue(memo: Any, key: Key, event_type: str | None) -> None:
 
 @kopf.index(GROUP, VERSION, "trainingjobs", id="trainingjobs_by_dataset")
 def trainingjobs_by_dataset(
-    namespace: str, name: str, spec: dict[str, Any], **_: Any
-) -> dict[tuple[str, str], str]:
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str | None, str], str]:
     """TrainingJobs waiting on a Dataset are woken when the Dataset changes."""
     return {(namespace, spec.get("datasetRef", {}).get("name", "")): name}
 
@@ -103,8 +103,9 @@ def _dependents(kind: str, namespace: str, name: str, indices: dict[str, Any]) -
 def _register_kind(kind: str, plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-enqueue")
     def _own_event(
-        event: dict[str, Any], name: str, namespace: str, memo: Any, **kwargs: Any
+        event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, **kwargs: Any
     ) -> None:
+        assert namespace is not None  # every modelwerk kind is namespaced
         _enqueue(memo, Key(kind, namespace, name), event.get("type"))
         for dependent in _dependents(kind, namespace, name, kwargs):
             _enqueue(memo, dependent, None)
@@ -137,8 +138,8 @@ def _register_child(rt: resources.ResourceType) -> None:
         id=f"{rt.plural}-{rt.group or 'core'}-wakes-owner",
         labels={"app.kubernetes.io/managed-by": MANAGED_BY},
     )
-    def _child_event(labels: dict[str, str], namespace: str, memo: Any, **_: Any) -> None:
-        key = _owner_key(dict(labels), namespace)
+    def _child_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+        key = _owner_key(dict(labels), namespace) if namespace else None
         if key is not None:
             _enqueue(memo, key, None)
 

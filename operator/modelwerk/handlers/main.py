@@ -12,9 +12,14 @@ from modelwerk.settings import OperatorSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modelwerk run", description="Run the modelwerk operator.")
+    parser = argparse.ArgumentParser(
+        prog="modelwerk run", description="Run the modelwerk operator."
+    )
     parser.add_argument(
-        "-n", "--namespace", action="append", default=[],
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
         help="watch only this namespace (repeatable; globs allowed); default: all namespaces",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -25,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     kopf.configure(verbose=args.verbose, debug=args.debug, log_prefix=True)
     import modelwerk.handlers  # noqa: F401  (registers the handlers)
 
-    liveness = (
-        f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    )
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(

@@ -83,14 +83,19 @@ def _invalid(
         f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
     )
     shell = model.model_construct(
-        api_version=body.get("apiVersion"),
-        kind=body.get("kind"),
+        api_version=str(body.get("apiVersion", "")),
+        kind=str(body.get("kind", "")),
         metadata=model.model_fields["metadata"].annotation.model_validate(body["metadata"]),  # type: ignore[union-attr]
         status=status,
     )
     generation = shell.metadata.generation
     status = with_ready(
-        status, "False", "InvalidSpec", f"The spec is invalid: {problems}",
-        phase=model.crd.failed_phase, generation=generation, now=now,  # type: ignore[arg-type]
+        status,
+        "False",
+        "InvalidSpec",
+        f"The spec is invalid: {problems}",
+        phase=model.crd.failed_phase,
+        generation=generation,
+        now=now,  # type: ignore[arg-type]
     )
     return shell, Plan(status=status)

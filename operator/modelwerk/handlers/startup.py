@@ -36,7 +36,9 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 
 @kopf.on.startup(id="startup")
-async def startup(settings: kopf.OperatorSettings, memo: Any, logger: logging.Logger, **_: Any) -> None:
+async def startup(
+    settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
     config = OperatorSettings()
     # Should any kopf state ever be persisted, it lives in annotations under our own prefix;
     # the status schema stays strictly ours.

@@ -108,8 +108,9 @@ class WorkQueue:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 backoff = min(self._max_backoff, 0.5 * 2 ** min(failures, 20))
-                logger.exception("Reconcile of %s failed (attempt %d); retrying in %.1fs",
-                                 key, failures, backoff)
+                logger.exception(
+                    "Reconcile of %s failed (attempt %d); retrying in %.1fs", key, failures, backoff
+                )
                 self._running.discard(key)
                 self._dirty.discard(key)
                 self.add_after(key, backoff)

@@ -27,7 +27,8 @@ async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) ->
     for key in plan.delete:
         await kube.delete(resource_of(key.api_version, key.kind), key.namespace, key.name)
     desired = plan.status.to_k8s()
-    changed = desired != obj.status.to_k8s()  # type: ignore[attr-defined]
+    current: dict[str, Any] = obj.status.to_k8s()  # type: ignore[attr-defined]
+    changed = desired != current
     if changed:
         await kube.apply(
             {

@@ -107,7 +107,9 @@ class Kube:
     async def list(
         self, rt: ResourceType, namespace: str | None, *, labels: Mapping[str, str] | None = None
     ) -> list[Body]:
-        params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        params = (
+            {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        )
         listing = await self.request("GET", rt.path(namespace), params=params)
         items: list[Body] = listing.get("items", [])
         for item in items:

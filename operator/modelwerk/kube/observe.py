@@ -15,7 +15,9 @@ from modelwerk.logic.jobs import JobOutcome, job_outcome
 from modelwerk.logic.training_job import ObservedTraining, RegisteredVersion
 
 
-async def observe_jobs(kube: Kube, owner_kind: str, namespace: str, name: str) -> dict[str, JobOutcome]:
+async def observe_jobs(
+    kube: Kube, owner_kind: str, namespace: str, name: str
+) -> dict[str, JobOutcome]:
     labels = {OWNER_KIND: owner_kind, OWNER_NAME: name}
     jobs = await kube.list(resources.JOBS, namespace, labels=labels)
     if not jobs:
@@ -67,4 +69,3 @@ async def observe_training(kube: Kube, tj: TrainingJob, artifact_pvc: str) -> Ob
         versions=versions,
         artifact_pvc_exists=await artifact_pvc_exists(kube, meta.namespace, artifact_pvc),
     )
-

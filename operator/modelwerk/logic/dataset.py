@@ -69,7 +69,7 @@ def refresh_epoch(dataset: Dataset, now: datetime) -> tuple[int, float | None]:
     >>> from datetime import UTC
     >>> ds = Dataset.from_k8s({"spec": {"source": {"builtin": "iris"}, "refreshIntervalSeconds": 3600}})
     >>> refresh_epoch(ds, datetime(2026, 1, 1, 10, 30, tzinfo=UTC))
-    (491874, 1800.0)
+    (490906, 1800.0)
     """
     interval = dataset.spec.refresh_interval_seconds
     if not interval:
@@ -118,7 +118,9 @@ def reconcile_dataset(
     elif job is None or job.state in ("Pending", "Running"):
         if job is None:
             create.append(build_validation_job(dataset, fingerprint, config.workload))
-            events.append(Event("Normal", "ValidationStarted", f"Started validation Job {job_name}"))
+            events.append(
+                Event("Normal", "ValidationStarted", f"Started validation Job {job_name}")
+            )
         new = _validating(dataset, job_name, now=now)
     elif job.state == "Succeeded":
         new, event = _judged(dataset, job, now=now)

@@ -58,14 +58,25 @@ def reconcile_model_version(
     status = mv.status
     common = {"key_metric": key_metric(mv), "stage_history": _stage_history(mv, now)}
 
-    def with_state(phase: str, ready: ConditionStatus, reason: str, message: str, **extra: object) -> ModelVersionStatus:
-        conditions = set_condition(status.conditions, READY, ready, reason, message, now=now, generation=generation)
-        verified = {"True": "True", "False": "False"}.get(ready, "Unknown")
-        conditions = set_condition(conditions, VERIFIED, verified, reason, message, now=now, generation=generation)  # type: ignore[arg-type]
-        return status.model_copy(update={
-            "observed_generation": generation, "phase": phase, "message": message,
-            "conditions": conditions, **common, **extra,
-        })
+    def with_state(
+        phase: str, ready: ConditionStatus, reason: str, message: str, **extra: object
+    ) -> ModelVersionStatus:
+        conditions = set_condition(
+            status.conditions, READY, ready, reason, message, now=now, generation=generation
+        )
+        conditions = set_condition(
+            conditions, VERIFIED, ready, reason, message, now=now, generation=generation
+        )
+        return status.model_copy(
+            update={
+                "observed_generation": generation,
+                "phase": phase,
+                "message": message,
+                "conditions": conditions,
+                **common,
+                **extra,
+            }
+        )
 
     if status.verified_sha256 == expected:
         message = f"Artifact verified (sha256 {expected[:12]}…); stage {mv.spec.stage}"
@@ -79,18 +90,30 @@ def reconcile_model_version(
             create=(build_verification_job(mv, config),),
         )
     if job.state in ("Pending", "Running"):
-        return Plan(status=with_state("Pending", "Unknown", "Verifying", f"Verifying the artifact in Job {job_name}"))
+        return Plan(
+            status=with_state(
+                "Pending", "Unknown", "Verifying", f"Verifying the artifact in Job {job_name}"
+            )
+        )
     result = job.result or {}
     if job.state == "Succeeded" and result.get("ok") and result.get("sha256") == expected:
         message = f"Artifact verified (sha256 {expected[:12]}…); stage {mv.spec.stage}"
-        new = with_state("Ready", "True", "Verified", message, verified_sha256=expected,
-                         last_verified_time=job.completion_time or now)
+        new = with_state(
+            "Ready",
+            "True",
+            "Verified",
+            message,
+            verified_sha256=expected,
+            last_verified_time=job.completion_time or now,
+        )
         return Plan(status=new, events=(Event("Normal", "Verified", message),))
     reason = str(result.get("reason") or "VerificationFailed")
     if not reason.isidentifier():
         reason = "VerificationFailed"
     detail = result.get("error") or job.message or "no details"
     message = f"The artifact cannot be used: {detail}"
-    new = with_state("Failed", "False", reason, message, last_verified_time=job.completion_time or now)
+    new = with_state(
+        "Failed", "False", reason, message, last_verified_time=job.completion_time or now
+    )
     events = () if status.phase == "Failed" else (Event("Warning", reason, message),)
     return Plan(status=new, events=events)

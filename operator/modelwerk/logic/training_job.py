@@ -154,9 +154,14 @@ def reconcile_training_job(
         return _start(tj, observed, fingerprint, job_name, now=now, config=config)
     if job.state in ("Pending", "Running"):
         new = _status(
-            tj, now=now, phase="Running", ready="False", reason="Training",
+            tj,
+            now=now,
+            phase="Running",
+            ready="False",
+            reason="Training",
             message=f"Training Job {job_name} is {job.state.lower()}",
-            job_name=job_name, start_time=status.start_time or job.start_time or now,
+            job_name=job_name,
+            start_time=status.start_time or job.start_time or now,
         )
         return Plan(status=new)
     if job.state == "Failed":
@@ -206,18 +211,34 @@ def _start(
     if dataset is None:
         message = f"Dataset {ref} does not exist in namespace {tj.metadata.namespace}"
         new = _status(
-            tj, now=now, phase="Pending", ready="False", reason="DatasetNotFound",
-            message=message, conditions=[(DATASET_READY, "False", "DatasetNotFound")],
+            tj,
+            now=now,
+            phase="Pending",
+            ready="False",
+            reason="DatasetNotFound",
+            message=message,
+            conditions=[(DATASET_READY, "False", "DatasetNotFound")],
         )
         return Plan(status=new, requeue_after=WAIT_FOR_DATASET_SECONDS)
     ds = dataset.status
-    if ds.phase != "Ready" or not ds.version or ds.observed_generation != dataset.metadata.generation:
-        why = {"Invalid": "DatasetInvalid", "Failed": "DatasetFailed"}.get(ds.phase or "", "DatasetNotReady")
+    if (
+        ds.phase != "Ready"
+        or not ds.version
+        or ds.observed_generation != dataset.metadata.generation
+    ):
+        why = {"Invalid": "DatasetInvalid", "Failed": "DatasetFailed"}.get(
+            ds.phase or "", "DatasetNotReady"
+        )
         detail = f": {ds.message}" if ds.message else ""
         message = f"Waiting for Dataset {ref} to be Ready (it is {ds.phase or 'Pending'}{detail})"
         new = _status(
-            tj, now=now, phase="Pending", ready="False", reason=why,
-            message=message, conditions=[(DATASET_READY, "False", why)],
+            tj,
+            now=now,
+            phase="Pending",
+            ready="False",
+            reason=why,
+            message=message,
+            conditions=[(DATASET_READY, "False", why)],
         )
         return Plan(status=new, requeue_after=WAIT_FOR_DATASET_SECONDS)
     create: list[dict[str, Any]] = []
@@ -233,13 +254,27 @@ def _start(
     create.append(build_training_job(tj, dataset, fingerprint, config.workload))
     message = f"Started training Job {job_name} on Dataset {ref} version {ds.short_version}"
     new = _status(
-        tj, now=now, phase="Running", ready="False", reason="Training", message=message,
+        tj,
+        now=now,
+        phase="Running",
+        ready="False",
+        reason="Training",
+        message=message,
         conditions=[(DATASET_READY, "True", "DatasetReady")],
-        job_name=job_name, dataset_version=ds.version, start_time=now,
-        completion_time=None, metrics=None, primary_metric=None, best_params=None,
-        gate_results=None, model_version=None, artifact_uri=None,
+        job_name=job_name,
+        dataset_version=ds.version,
+        start_time=now,
+        completion_time=None,
+        metrics=None,
+        primary_metric=None,
+        best_params=None,
+        gate_results=None,
+        model_version=None,
+        artifact_uri=None,
     )
-    return Plan(status=new, create=tuple(create), events=(Event("Normal", "TrainingStarted", message),))
+    return Plan(
+        status=new, create=tuple(create), events=(Event("Normal", "TrainingStarted", message),)
+    )
 
 
 def _failed(tj: TrainingJob, job: JobOutcome, *, now: datetime) -> Plan:
@@ -250,8 +285,14 @@ def _failed(tj: TrainingJob, job: JobOutcome, *, now: datetime) -> Plan:
     detail = result.get("error") or job.message or "no details"
     message = f"Training Job {job.name} failed: {detail}"
     new = _status(
-        tj, now=now, phase="Failed", ready="False", reason=reason, message=message,
-        job_name=job.name, completion_time=job.completion_time or now,
+        tj,
+        now=now,
+        phase="Failed",
+        ready="False",
+        reason=reason,
+        message=message,
+        job_name=job.name,
+        completion_time=job.completion_time or now,
     )
     return Plan(status=new, events=(Event("Warning", reason, message),))
 
@@ -266,8 +307,14 @@ def _finished(
     if not result.ok or result.artifact is None:
         message = f"Training Job {job.name} reported no model: {result.error or job.message or 'no result'}"
         new = _status(
-            tj, now=now, phase="Failed", ready="False", reason=result.reason or "ResultUnreadable",
-            message=message, job_name=job.name, completion_time=job.completion_time or now,
+            tj,
+            now=now,
+            phase="Failed",
+            ready="False",
+            reason=result.reason or "ResultUnreadable",
+            message=message,
+            job_name=job.name,
+            completion_time=job.completion_time or now,
         )
         return Plan(status=new, events=(Event("Warning", "ResultUnreadable", message),))
     metrics = {k: v for k, v in result.metrics.items() if v is not None}
@@ -289,22 +336,36 @@ def _finished(
         )
         message = f"Rejected: {reasons}; no ModelVersion was registered"
         new = _status(
-            tj, now=now, phase="Rejected", ready="False", reason="GatesFailed", message=message,
-            conditions=[(GATES_PASSED, "False", "GatesFailed")], **common,
+            tj,
+            now=now,
+            phase="Rejected",
+            ready="False",
+            reason="GatesFailed",
+            message=message,
+            conditions=[(GATES_PASSED, "False", "GatesFailed")],
+            **common,
         )
         return Plan(status=new, events=(Event("Warning", "GatesFailed", message),))
 
     model = tj.spec.model.name
     mine = [
-        v for v in observed.versions
+        v
+        for v in observed.versions
         if v.run == fingerprint and v.training_job == tj.metadata.name and v.model == model
     ]
     if mine:
         registered = min(mine, key=lambda v: v.version).name
         message = f"Registered {registered} ({common['primary_metric'] or 'no metrics'})"
         new = _status(
-            tj, now=now, phase="Succeeded", ready="True", reason="Registered", message=message,
-            conditions=[(GATES_PASSED, "True", "GatesPassed")], model_version=registered, **common,
+            tj,
+            now=now,
+            phase="Succeeded",
+            ready="True",
+            reason="Registered",
+            message=message,
+            conditions=[(GATES_PASSED, "True", "GatesPassed")],
+            model_version=registered,
+            **common,
         )
         events = () if tj.status.phase == "Succeeded" else (Event("Normal", "Registered", message),)
         return Plan(status=new, events=events)
@@ -333,9 +394,14 @@ def _finished(
     )
     name = model_version_name(model, version)
     new = _status(
-        tj, now=now, phase="Running", ready="False", reason="Registering",
+        tj,
+        now=now,
+        phase="Running",
+        ready="False",
+        reason="Registering",
         message=f"Gates passed; registering {name}",
-        conditions=[(GATES_PASSED, "True", "GatesPassed")], **common,
+        conditions=[(GATES_PASSED, "True", "GatesPassed")],
+        **common,
     )
     return Plan(
         status=new,

@@ -43,7 +43,7 @@ def to_local(uri: str) -> str:
     claim, _, path = uri.removeprefix("pvc://").partition("/")
     if not claim or not path:
         raise StorageError(f"{uri!r} must look like pvc://<claim>/<path>")
-    if ".." in path.split("/") or ".." == claim:
+    if ".." in path.split("/") or claim == "..":
         raise StorageError(f"{uri!r} must not contain '..' segments")
     return posixpath.join(pvc_root(), claim, posixpath.normpath(path))
 

@@ -17,10 +17,18 @@ EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 3
 
 def verify(uri: str, expected: str) -> tuple[int, dict[str, object]]:
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
-        return EXIT_BAD_INPUT, {"ok": False, "reason": "BadInput", "error": "sha256 must be 64 lowercase hex digits"}
+        return EXIT_BAD_INPUT, {
+            "ok": False,
+            "reason": "BadInput",
+            "error": "sha256 must be 64 lowercase hex digits",
+        }
     try:
         if not storage.exists(uri):
-            return EXIT_REFUSED, {"ok": False, "reason": "ArtifactMissing", "error": f"no artifact at {uri}"}
+            return EXIT_REFUSED, {
+                "ok": False,
+                "reason": "ArtifactMissing",
+                "error": f"no artifact at {uri}",
+            }
         actual = storage.sha256_of(uri)
     except (storage.StorageError, OSError, ValueError) as exc:
         return EXIT_REFUSED, {"ok": False, "reason": "ArtifactUnreadable", "error": f"{uri}: {exc}"}

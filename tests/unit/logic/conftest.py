@@ -16,12 +16,20 @@ WORKLOAD = WorkloadConfig(
 )
 
 
-def job(name: str, state: str, message: dict[str, Any] | str | None = None, exit_code: int = 0) -> tuple[dict, list[dict]]:
+def job(
+    name: str, state: str, message: dict[str, Any] | str | None = None, exit_code: int = 0
+) -> tuple[dict, list[dict]]:
     """A Job body in ``state`` and its pod with ``message`` as termination message."""
     conditions = {
         "Succeeded": [{"type": "Complete", "status": "True"}],
-        "Failed": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                    "message": "Job has reached the specified backoff limit"}],
+        "Failed": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+            }
+        ],
     }.get(state, [])
     body = {
         "metadata": {"name": name},
@@ -35,11 +43,24 @@ def job(name: str, state: str, message: dict[str, Any] | str | None = None, exit
     pods = []
     if message is not None:
         text = message if isinstance(message, str) else json.dumps(message)
-        pods.append({
-            "metadata": {"name": f"{name}-x", "labels": {"job-name": name}},
-            "status": {"containerStatuses": [{"state": {"terminated": {
-                "exitCode": exit_code, "message": text, "finishedAt": "2026-11-22T11:59:00Z"}}}]},
-        })
+        pods.append(
+            {
+                "metadata": {"name": f"{name}-x", "labels": {"job-name": name}},
+                "status": {
+                    "containerStatuses": [
+                        {
+                            "state": {
+                                "terminated": {
+                                    "exitCode": exit_code,
+                                    "message": text,
+                                    "finishedAt": "2026-11-22T11:59:00Z",
+                                }
+                            }
+                        }
+                    ]
+                },
+            }
+        )
     return body, pods
 
 

@@ -18,12 +18,15 @@ VERSION = "sha256:" + "ab" * 32
 
 
 def dataset(generation: int = 1, status: dict[str, Any] | None = None, **spec: Any) -> Dataset:
-    return Dataset.from_k8s({
-        "apiVersion": "modelwerk.dev/v1alpha1", "kind": "Dataset",
-        "metadata": {"name": "iris", "namespace": "ns", "uid": "u-1", "generation": generation},
-        "spec": {"source": {"builtin": "iris"}, "target": "target", **spec},
-        "status": status or {},
-    })
+    return Dataset.from_k8s(
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "Dataset",
+            "metadata": {"name": "iris", "namespace": "ns", "uid": "u-1", "generation": generation},
+            "spec": {"source": {"builtin": "iris"}, "target": "target", **spec},
+            "status": status or {},
+        }
+    )
 
 
 def observed(*jobs: tuple[dict, list[dict]], pvc: bool = True) -> ObservedDataset:
@@ -67,14 +70,24 @@ def test_a_running_job_is_not_started_again() -> None:
 
 def test_a_valid_result_makes_the_dataset_ready_with_its_version() -> None:
     ds = dataset()
-    result = {"valid": True, "version": VERSION, "rows": 150, "columns": 5,
-              "snapshotUri": "pvc://modelwerk-artifacts/datasets/iris/ab/snapshot.parquet",
-              "profileUri": "pvc://modelwerk-artifacts/datasets/iris/ab/profile.json",
-              "inferredSchema": [{"name": "target", "type": "integer", "missing": 0}],
-              "violations": []}
+    result = {
+        "valid": True,
+        "version": VERSION,
+        "rows": 150,
+        "columns": 5,
+        "snapshotUri": "pvc://modelwerk-artifacts/datasets/iris/ab/snapshot.parquet",
+        "profileUri": "pvc://modelwerk-artifacts/datasets/iris/ab/profile.json",
+        "inferredSchema": [{"name": "target", "type": "integer", "missing": 0}],
+        "violations": [],
+    }
     plan = decide(ds, observed(job(name_of(ds), "Succeeded", result)))
     status = plan.status
-    assert (status.phase, status.version, status.rows, status.short_version) == ("Ready", VERSION, 150, "ab" * 6)
+    assert (status.phase, status.version, status.rows, status.short_version) == (
+        "Ready",
+        VERSION,
+        150,
+        "ab" * 6,
+    )
     assert get_condition(status.conditions, "Ready").status == "True"  # type: ignore[union-attr]
     assert get_condition(status.conditions, "Validated").reason == "ContractMet"  # type: ignore[union-attr]
     assert status.observed_generation == 1
@@ -82,9 +95,22 @@ def test_a_valid_result_makes_the_dataset_ready_with_its_version() -> None:
 
 def test_contract_violations_make_the_dataset_invalid_with_reasons_and_no_retry() -> None:
     ds = dataset()
-    violations = [{"column": "petal width (cm)", "rule": "max", "observed": "2.5", "count": 23,
-                   "message": "petal width (cm): 23 values above max 2.0"}]
-    result = {"valid": False, "rows": 150, "columns": 5, "violations": violations, "violationCount": 1}
+    violations = [
+        {
+            "column": "petal width (cm)",
+            "rule": "max",
+            "observed": "2.5",
+            "count": 23,
+            "message": "petal width (cm): 23 values above max 2.0",
+        }
+    ]
+    result = {
+        "valid": False,
+        "rows": 150,
+        "columns": 5,
+        "violations": violations,
+        "violationCount": 1,
+    }
     plan = decide(ds, observed(job(name_of(ds), "Succeeded", result)))
     assert plan.status.phase == "Invalid"
     assert plan.status.violations[0].count == 23  # type: ignore[index]
@@ -97,7 +123,11 @@ def test_contract_violations_make_the_dataset_invalid_with_reasons_and_no_retry(
 
 def test_an_unreadable_source_fails_with_the_cause() -> None:
     ds = dataset(source={"uri": "https://example.invalid/iris.csv"})
-    result = {"valid": False, "reason": "Unreadable", "error": "cannot resolve host example.invalid"}
+    result = {
+        "valid": False,
+        "reason": "Unreadable",
+        "error": "cannot resolve host example.invalid",
+    }
     plan = decide(ds, observed(job(name_of(ds), "Failed", result, exit_code=2)))
     assert plan.status.phase == "Failed"
     assert get_condition(plan.status.conditions, "Ready").reason == "Unreadable"  # type: ignore[union-attr]
@@ -108,9 +138,13 @@ def test_an_unreadable_source_fails_with_the_cause() -> None:
 def test_a_spec_change_starts_a_new_validation_and_cleans_the_old_job() -> None:
     old = dataset()
     old_name = name_of(old)
-    ready = decide(old, observed(job(old_name, "Succeeded", {"valid": True, "version": VERSION, "rows": 1})))
+    ready = decide(
+        old, observed(job(old_name, "Succeeded", {"valid": True, "version": VERSION, "rows": 1}))
+    )
     changed = dataset(generation=2, status=ready.status.to_k8s(), schema={"minRows": 10})
-    plan = decide(changed, observed(job(old_name, "Succeeded", {"valid": True, "version": VERSION})))
+    plan = decide(
+        changed, observed(job(old_name, "Succeeded", {"valid": True, "version": VERSION}))
+    )
     assert [c["metadata"]["name"] for c in plan.create] == [name_of(changed)]
     assert [k.name for k in plan.delete] == [old_name]
     # The contract changed, so the old verdict no longer certifies the data.
@@ -119,7 +153,9 @@ def test_a_spec_change_starts_a_new_validation_and_cleans_the_old_job() -> None:
 
 def test_a_refresh_keeps_serving_the_last_good_version() -> None:
     ds = dataset(refreshIntervalSeconds=3600)
-    first = decide(ds, observed(job(name_of_refresh(ds, 0), "Succeeded", {"valid": True, "version": VERSION})))
+    first = decide(
+        ds, observed(job(name_of_refresh(ds, 0), "Succeeded", {"valid": True, "version": VERSION}))
+    )
     plan = decide(ds.model_copy(update={"status": first.status}), observed())
     assert plan.status.phase == "Ready"
     assert plan.requeue_after is not None and 0 < plan.requeue_after <= 3600
@@ -135,7 +171,10 @@ def name_of_refresh(ds: Dataset, offset: int) -> str:
 def test_deciding_twice_is_stable() -> None:
     ds = dataset()
     plan = decide(ds, observed(job(name_of(ds), "Succeeded", {"valid": True, "version": VERSION})))
-    again = decide(ds.model_copy(update={"status": plan.status}), observed(job(name_of(ds), "Succeeded", {"valid": True, "version": VERSION})))
+    again = decide(
+        ds.model_copy(update={"status": plan.status}),
+        observed(job(name_of(ds), "Succeeded", {"valid": True, "version": VERSION})),
+    )
     assert again.status == plan.status
     assert again.events == ()
 
@@ -144,9 +183,14 @@ def test_the_next_refresh_period_revalidates_while_staying_ready() -> None:
     from datetime import timedelta
 
     ds = dataset(refreshIntervalSeconds=3600)
-    first = decide(ds, observed(job(name_of_refresh(ds, 0), "Succeeded", {"valid": True, "version": VERSION})))
+    first = decide(
+        ds, observed(job(name_of_refresh(ds, 0), "Succeeded", {"valid": True, "version": VERSION}))
+    )
     later = reconcile_dataset(
-        ds.model_copy(update={"status": first.status}), observed(), now=NOW + timedelta(hours=1), config=CONFIG
+        ds.model_copy(update={"status": first.status}),
+        observed(),
+        now=NOW + timedelta(hours=1),
+        config=CONFIG,
     )
     assert [c["metadata"]["name"] for c in later.create] == [name_of_refresh(ds, 1)]
     assert later.status.phase == "Ready"

@@ -17,14 +17,30 @@ SHA = "12" * 32
 
 
 def model_version(stage: str = "None", status: dict[str, Any] | None = None) -> ModelVersion:
-    return ModelVersion.from_k8s({
-        "apiVersion": "modelwerk.dev/v1alpha1", "kind": "ModelVersion",
-        "metadata": {"name": "iris-classifier-v1", "namespace": "ns", "uid": "m-1", "generation": 1},
-        "spec": {"model": "iris-classifier", "version": 1, "task": "classification", "stage": stage,
-                 "artifact": {"uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{SHA}/model.joblib", "sha256": SHA},
-                 "metrics": {"accuracy": 0.9667, "f1": 0.96}},
-        "status": status or {},
-    })
+    return ModelVersion.from_k8s(
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {
+                "name": "iris-classifier-v1",
+                "namespace": "ns",
+                "uid": "m-1",
+                "generation": 1,
+            },
+            "spec": {
+                "model": "iris-classifier",
+                "version": 1,
+                "task": "classification",
+                "stage": stage,
+                "artifact": {
+                    "uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{SHA}/model.joblib",
+                    "sha256": SHA,
+                },
+                "metrics": {"accuracy": 0.9667, "f1": 0.96},
+            },
+            "status": status or {},
+        }
+    )
 
 
 def observed(*jobs: tuple[dict, list[dict]]) -> ObservedModelVersion:
@@ -36,7 +52,14 @@ def test_a_new_version_starts_a_read_only_verification_job() -> None:
     plan = reconcile_model_version(mv, observed(), now=NOW, config=WORKLOAD)
     (job_body,) = plan.create
     container = job_body["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["modelwerk", "verify", "--uri", mv.spec.artifact.uri, "--sha256", SHA]
+    assert container["command"] == [
+        "modelwerk",
+        "verify",
+        "--uri",
+        mv.spec.artifact.uri,
+        "--sha256",
+        SHA,
+    ]
     assert all(m["readOnly"] for m in container["volumeMounts"] if m["name"].startswith("pvc-"))
     assert plan.status.phase == "Pending"
     assert plan.status.key_metric == "accuracy=0.9667"
@@ -45,22 +68,34 @@ def test_a_new_version_starts_a_read_only_verification_job() -> None:
 def test_a_matching_hash_makes_it_ready_and_stays_ready_without_new_jobs() -> None:
     mv = model_version()
     name = verification_job_name(mv)
-    plan = reconcile_model_version(mv, observed(job(name, "Succeeded", {"ok": True, "sha256": SHA})), now=NOW, config=WORKLOAD)
+    plan = reconcile_model_version(
+        mv, observed(job(name, "Succeeded", {"ok": True, "sha256": SHA})), now=NOW, config=WORKLOAD
+    )
     assert plan.status.phase == "Ready" and plan.status.verified_sha256 == SHA
     assert get_condition(plan.status.conditions, "Ready").status == "True"  # type: ignore[union-attr]
-    again = reconcile_model_version(mv.model_copy(update={"status": plan.status}), observed(), now=NOW, config=WORKLOAD)
+    again = reconcile_model_version(
+        mv.model_copy(update={"status": plan.status}), observed(), now=NOW, config=WORKLOAD
+    )
     assert again.create == () and again.status == plan.status
 
 
 def test_a_tampered_artifact_is_refused_with_the_reason() -> None:
     mv = model_version()
-    result = {"ok": False, "reason": "HashMismatch", "error": "sha256 of … is 99…, expected 12…: the artifact was altered"}
-    plan = reconcile_model_version(mv, observed(job(verification_job_name(mv), "Failed", result, 1)), now=NOW, config=WORKLOAD)
+    result = {
+        "ok": False,
+        "reason": "HashMismatch",
+        "error": "sha256 of … is 99…, expected 12…: the artifact was altered",
+    }
+    plan = reconcile_model_version(
+        mv, observed(job(verification_job_name(mv), "Failed", result, 1)), now=NOW, config=WORKLOAD
+    )
     assert plan.status.phase == "Failed"
     ready = get_condition(plan.status.conditions, "Ready")
     assert ready is not None and ready.reason == "HashMismatch" and "altered" in ready.message
     assert [e.reason for e in plan.events] == ["HashMismatch"]
-    again = reconcile_model_version(mv.model_copy(update={"status": plan.status}), observed(), now=NOW, config=WORKLOAD)
+    again = reconcile_model_version(
+        mv.model_copy(update={"status": plan.status}), observed(), now=NOW, config=WORKLOAD
+    )
     assert again.create == () and again.status.phase == "Failed"
 
 
@@ -69,5 +104,7 @@ def test_stage_changes_are_recorded_with_time() -> None:
     first = reconcile_model_version(mv, observed(), now=NOW, config=WORKLOAD).status
     promoted = model_version("Production", status=first.to_k8s())
     later = NOW + timedelta(minutes=5)
-    history = reconcile_model_version(promoted, observed(), now=later, config=WORKLOAD).status.stage_history
+    history = reconcile_model_version(
+        promoted, observed(), now=later, config=WORKLOAD
+    ).status.stage_history
     assert [(h.stage, h.time) for h in history or []] == [("None", NOW), ("Production", later)]

@@ -24,42 +24,70 @@ CONFIG = TrainingConfig(WORKLOAD, "5Gi", None)
 VERSION = "sha256:" + "cd" * 32
 SHA = "ef" * 32
 RESULT = {
-    "ok": True, "task": "classification",
+    "ok": True,
+    "task": "classification",
     "metrics": {"accuracy": 0.97, "f1": 0.96, "precision": 0.96, "recall": 0.96},
     "bestParams": {"max_depth": 5},
-    "artifact": {"uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{SHA}/model.joblib",
-                 "sha256": SHA, "sizeBytes": 1000, "frameworkVersion": "1.5.2"},
-    "signature": {"inputs": [["sepal length (cm)", "FP64"], ["sepal width (cm)", "FP64"]],
-                  "outputs": [["predict", "INT64"]], "classes": [0, 1, 2]},
+    "artifact": {
+        "uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{SHA}/model.joblib",
+        "sha256": SHA,
+        "sizeBytes": 1000,
+        "frameworkVersion": "1.5.2",
+    },
+    "signature": {
+        "inputs": [["sepal length (cm)", "FP64"], ["sepal width (cm)", "FP64"]],
+        "outputs": [["predict", "INT64"]],
+        "classes": [0, 1, 2],
+    },
 }
 
 
 def training(generation: int = 1, status: dict[str, Any] | None = None, **spec: Any) -> TrainingJob:
-    return TrainingJob.from_k8s({
-        "apiVersion": "modelwerk.dev/v1alpha1", "kind": "TrainingJob",
-        "metadata": {"name": "iris-rf", "namespace": "ns", "uid": "t-1", "generation": generation},
-        "spec": {"datasetRef": {"name": "iris"}, "model": {"name": "iris-classifier"},
-                 "estimator": {"name": "RandomForestClassifier", "params": {"n_estimators": 50}},
-                 "gates": [{"metric": "accuracy", "threshold": 0.9}], **spec},
-        "status": status or {},
-    })
+    return TrainingJob.from_k8s(
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {
+                "name": "iris-rf",
+                "namespace": "ns",
+                "uid": "t-1",
+                "generation": generation,
+            },
+            "spec": {
+                "datasetRef": {"name": "iris"},
+                "model": {"name": "iris-classifier"},
+                "estimator": {"name": "RandomForestClassifier", "params": {"n_estimators": 50}},
+                "gates": [{"metric": "accuracy", "threshold": 0.9}],
+                **spec,
+            },
+            "status": status or {},
+        }
+    )
 
 
 def ready_dataset(phase: str = "Ready", message: str | None = None) -> Dataset:
     status = {"phase": phase, "observedGeneration": 1, "message": message}
     if phase == "Ready":
-        status |= {"version": VERSION, "shortVersion": "cd" * 6,
-                   "snapshotUri": "pvc://modelwerk-artifacts/datasets/iris/cd/snapshot.parquet",
-                   "profileUri": "pvc://modelwerk-artifacts/datasets/iris/cd/profile.json"}
-    return Dataset.from_k8s({
-        "metadata": {"name": "iris", "namespace": "ns", "generation": 1},
-        "spec": {"source": {"builtin": "iris"}, "target": "target"},
-        "status": {k: v for k, v in status.items() if v is not None},
-    })
+        status |= {
+            "version": VERSION,
+            "shortVersion": "cd" * 6,
+            "snapshotUri": "pvc://modelwerk-artifacts/datasets/iris/cd/snapshot.parquet",
+            "profileUri": "pvc://modelwerk-artifacts/datasets/iris/cd/profile.json",
+        }
+    return Dataset.from_k8s(
+        {
+            "metadata": {"name": "iris", "namespace": "ns", "generation": 1},
+            "spec": {"source": {"builtin": "iris"}, "target": "target"},
+            "status": {k: v for k, v in status.items() if v is not None},
+        }
+    )
 
 
-def observed(*jobs: tuple[dict, list[dict]], dataset: Dataset | None = None,
-             versions: list[RegisteredVersion] | None = None) -> ObservedTraining:
+def observed(
+    *jobs: tuple[dict, list[dict]],
+    dataset: Dataset | None = None,
+    versions: list[RegisteredVersion] | None = None,
+) -> ObservedTraining:
     return ObservedTraining(
         dataset=dataset if dataset is not None else ready_dataset(),
         jobs={body["metadata"]["name"]: job_outcome(body, pods) for body, pods in jobs},
@@ -88,7 +116,9 @@ def test_a_missing_dataset_is_named_in_the_condition() -> None:
 
 
 def test_an_invalid_dataset_keeps_the_run_waiting_with_the_reason() -> None:
-    plan = decide(training(), observed(dataset=ready_dataset("Invalid", "2 contract violations: …")))
+    plan = decide(
+        training(), observed(dataset=ready_dataset("Invalid", "2 contract violations: …"))
+    )
     assert plan.status.phase == "Pending"
     assert get_condition(plan.status.conditions, "Ready").reason == "DatasetInvalid"  # type: ignore[union-attr]
     assert "2 contract violations" in (plan.status.message or "")
@@ -100,7 +130,10 @@ def test_a_ready_dataset_starts_one_job_pinned_to_its_version() -> None:
     plan = decide(tj, observed())
     (job_body,) = plan.create
     assert job_body["metadata"]["name"] == name_of(tj)
-    env = {e["name"]: e.get("value") for e in job_body["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in job_body["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["MODELWERK_DATASET_VERSION"] == VERSION
     assert env["MODELWERK_DATASET_SNAPSHOT_URI"].endswith("snapshot.parquet")
     assert plan.status.phase == "Running" and plan.status.dataset_version == VERSION
@@ -122,16 +155,29 @@ def test_passing_gates_register_the_next_version_once() -> None:
     assert "ownerReferences" not in mv["metadata"]
     spec = mv["spec"]
     assert spec["artifact"]["sha256"] == SHA
-    assert spec["lineage"] == {"dataset": "iris", "datasetVersion": VERSION, "trainingJob": "iris-rf",
-                               "trainingJobUid": "t-1"}
-    assert spec["signature"]["inputs"][0] == {"name": "sepal length (cm)", "datatype": "FP64", "shape": [-1]}
+    assert spec["lineage"] == {
+        "dataset": "iris",
+        "datasetVersion": VERSION,
+        "trainingJob": "iris-rf",
+        "trainingJobUid": "t-1",
+    }
+    assert spec["signature"]["inputs"][0] == {
+        "name": "sepal length (cm)",
+        "datatype": "FP64",
+        "shape": [-1],
+    }
     assert spec["signature"]["classes"] == ["0", "1", "2"]
     assert spec["params"] == {"n_estimators": 50, "max_depth": 5}
     # Once the ModelVersion carrying this run's label exists, the run is Succeeded.
     fingerprint = run_fingerprint(tj)
-    registered = existing + [RegisteredVersion("iris-classifier-v2", "iris-classifier", 2, fingerprint, "iris-rf")]
-    done = decide(tj.model_copy(update={"status": plan.status}),
-                  observed(job(name_of(tj), "Succeeded", RESULT), versions=registered))
+    registered = [
+        *existing,
+        RegisteredVersion("iris-classifier-v2", "iris-classifier", 2, fingerprint, "iris-rf"),
+    ]
+    done = decide(
+        tj.model_copy(update={"status": plan.status}),
+        observed(job(name_of(tj), "Succeeded", RESULT), versions=registered),
+    )
     assert done.create == ()
     assert (done.status.phase, done.status.model_version) == ("Succeeded", "iris-classifier-v2")
     assert done.status.primary_metric == "accuracy=0.97"
@@ -154,10 +200,20 @@ def test_failing_gates_reject_without_a_model_version() -> None:
     assert plan.status.gate_results[0].passed is False  # type: ignore[index]
 
 
-@pytest.mark.parametrize("result,reason", [
-    ({"ok": False, "reason": "InvalidParams", "error": "invalid params for RandomForestClassifier: n_estimatorz"}, "InvalidParams"),
-    ("Traceback (most recent call last): ... MemoryError", "TrainingFailed"),
-])
+@pytest.mark.parametrize(
+    "result,reason",
+    [
+        (
+            {
+                "ok": False,
+                "reason": "InvalidParams",
+                "error": "invalid params for RandomForestClassifier: n_estimatorz",
+            },
+            "InvalidParams",
+        ),
+        ("Traceback (most recent call last): ... MemoryError", "TrainingFailed"),
+    ],
+)
 def test_a_failed_job_ends_failed_with_the_cause(result: Any, reason: str) -> None:
     tj = training()
     plan = decide(tj, observed(job(name_of(tj), "Failed", result, exit_code=1)))
@@ -171,9 +227,22 @@ def test_a_failed_job_ends_failed_with_the_cause(result: Any, reason: str) -> No
 
 def test_editing_the_spec_starts_a_new_run() -> None:
     tj = training()
-    done = decide(tj, observed(job(name_of(tj), "Succeeded", RESULT),
-                               versions=[RegisteredVersion("iris-classifier-v1", "iris-classifier", 1, run_fingerprint(tj), "iris-rf")]))
-    edited = training(generation=2, status=done.status.to_k8s(), estimator={"name": "RandomForestClassifier", "params": {"n_estimators": 60}})
+    done = decide(
+        tj,
+        observed(
+            job(name_of(tj), "Succeeded", RESULT),
+            versions=[
+                RegisteredVersion(
+                    "iris-classifier-v1", "iris-classifier", 1, run_fingerprint(tj), "iris-rf"
+                )
+            ],
+        ),
+    )
+    edited = training(
+        generation=2,
+        status=done.status.to_k8s(),
+        estimator={"name": "RandomForestClassifier", "params": {"n_estimators": 60}},
+    )
     plan = decide(edited, observed(job(name_of(tj), "Succeeded", RESULT)))
     assert [c["metadata"]["name"] for c in plan.create] == [name_of(edited)]
     assert plan.status.phase == "Running" and plan.status.model_version is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from modelwerk.api.base import ApiModel
 from modelwerk.api.conditions import Condition
@@ -37,7 +37,7 @@ class StatusBase(ApiModel):
 
     # A status written by another operator version may carry fields this one does not know;
     # they must not make the whole object unreadable.
-    model_config = ApiModel.model_config | {"extra": "ignore"}
+    model_config = ConfigDict(**{**ApiModel.model_config, "extra": "ignore"})
 
     observed_generation: int | None = Field(default=None, ge=0)
     """The metadata.generation this status describes."""

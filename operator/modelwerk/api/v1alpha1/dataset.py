@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource
+from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, with_cel
 from modelwerk.api.v1alpha1.common import ResourceRequirements, SecretReference, StatusBase
 
 BuiltinDataset = Literal["iris", "wine", "breast_cancer", "diabetes", "digits"]
@@ -30,20 +30,18 @@ class DatasetSource(ApiModel):
     secret_ref: SecretReference | None = None
     """Credentials for the uri, exposed to the validation pod as environment variables."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.builtin) != has(self.uri)",
-                    "message": "set exactly one of source.builtin or source.uri",
-                },
-                {
-                    "rule": "!has(self.uri) || !self.uri.matches('(^|/)\\\\.\\\\.(/|$)')",
-                    "message": "source.uri must not contain '..' path segments",
-                },
-            ]
-        }
-    }
+    model_config = with_cel(
+        *[
+            {
+                "rule": "has(self.builtin) != has(self.uri)",
+                "message": "set exactly one of source.builtin or source.uri",
+            },
+            {
+                "rule": "!has(self.uri) || !self.uri.matches('(^|/)\\\\.\\\\.(/|$)')",
+                "message": "source.uri must not contain '..' path segments",
+            },
+        ]
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DatasetSource:
@@ -72,16 +70,14 @@ class ColumnContract(ApiModel):
     allowed_values: list[str] | None = Field(default=None, max_length=1000)
     """The only values allowed (compared as strings)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
-                    "message": "min must not exceed max",
-                }
-            ]
-        }
-    }
+    model_config = with_cel(
+        *[
+            {
+                "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "message": "min must not exceed max",
+            }
+        ]
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ColumnContract:
@@ -152,7 +148,7 @@ class InferredColumn(ApiModel):
 class DatasetStatus(StatusBase):
     """Observed state of a Dataset."""
 
-    phase: DatasetPhase | None = None  # type: ignore[assignment]
+    phase: DatasetPhase | None = None
     """Pending, Validating, Ready, Invalid or Failed."""
     version: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     """Content hash of the canonical snapshot: the same data always has the same version."""

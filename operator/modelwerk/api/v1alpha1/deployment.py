@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from modelwerk.api.base import (
     ApiModel,
+    with_cel,
     CrdMeta,
     LocalObjectReference,
     PrinterColumn,
@@ -63,13 +64,9 @@ class Check(ApiModel):
     min: float | None = None
     """Fail when the measurement is below this."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "has(self.max) || has(self.min)", "message": "a check needs max or min"}
-            ]
-        }
-    }
+    model_config = with_cel(
+        *[{"rule": "has(self.max) || has(self.min)", "message": "a check needs max or min"}]
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Check:
@@ -121,11 +118,7 @@ class CanaryStep(ApiModel):
     analysis: AnalysisStep | None = None
     """Measure and abort on failure."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [_one_of("setWeight", "pause", "analysis", exactly=True)]
-        }
-    }
+    model_config = with_cel(_one_of("setWeight", "pause", "analysis", exactly=True))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
@@ -163,9 +156,7 @@ class Strategy(ApiModel):
     canary: Canary | None = None
     """Canary deployment."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": [_one_of("blueGreen", "canary", exactly=False)]}
-    }
+    model_config = with_cel(_one_of("blueGreen", "canary", exactly=False))
 
     @model_validator(mode="after")
     def _at_most_one(self) -> Strategy:
@@ -266,11 +257,7 @@ class DeploymentSpec(ApiModel):
     history_limit: int = Field(default=10, ge=1, le=100)
     """Rollouts kept in status.history. Defaults to 10."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [_one_of("modelVersion", "modelSelector", exactly=True)]
-        }
-    }
+    model_config = with_cel(_one_of("modelVersion", "modelSelector", exactly=True))
 
     @model_validator(mode="after")
     def _source(self) -> DeploymentSpec:
@@ -352,7 +339,7 @@ class DriftStatus(ApiModel):
 class DeploymentStatus(StatusBase):
     """Observed state of a modelwerk Deployment."""
 
-    phase: RolloutPhase | None = None  # type: ignore[assignment]
+    phase: RolloutPhase | None = None
     """Progressing, Paused, Healthy, Degraded or Aborted."""
     model: str | None = None
     """The registered model served."""

@@ -7,14 +7,23 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource
+from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, with_cel
 from modelwerk.api.v1alpha1.common import ResourceName, StatusBase
 
 Stage = Literal["None", "Staging", "Production", "Archived"]
 ModelVersionPhase = Literal["Pending", "Ready", "Failed"]
 Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
 
-IMMUTABLE_FIELDS = ("model", "version", "task", "artifact", "signature", "metrics", "params", "lineage")
+IMMUTABLE_FIELDS = (
+    "model",
+    "version",
+    "task",
+    "artifact",
+    "signature",
+    "metrics",
+    "params",
+    "lineage",
+)
 
 
 def _immutability_rules() -> list[dict[str, str]]:
@@ -107,9 +116,7 @@ class ModelVersionSpec(ApiModel):
     """Lifecycle stage: None, Staging, Production or Archived. The only mutable field;
     at most one version per model is in Production (the operator archives the previous one)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": _immutability_rules()}
-    }
+    model_config = with_cel(*_immutability_rules())
 
 
 class StageTransition(ApiModel):
@@ -126,7 +133,7 @@ class StageTransition(ApiModel):
 class ModelVersionStatus(StatusBase):
     """Observed state of a ModelVersion."""
 
-    phase: ModelVersionPhase | None = None  # type: ignore[assignment]
+    phase: ModelVersionPhase | None = None
     """Pending, Ready or Failed."""
     verified_sha256: str | None = None
     """The hash the operator computed from the artifact."""

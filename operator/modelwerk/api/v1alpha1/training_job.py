@@ -5,11 +5,18 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
-from modelwerk.api.base import ApiModel, CrdMeta, LocalObjectReference, PrinterColumn, Resource
+from modelwerk.api.base import (
+    ApiModel,
+    CrdMeta,
+    LocalObjectReference,
+    PrinterColumn,
+    Resource,
+    with_cel,
+)
 from modelwerk.api.v1alpha1.common import ResourceName, ResourceRequirements, StatusBase
 from modelwerk.api.v1alpha1.estimators import (
     CLASSIFICATION_METRICS,
@@ -30,7 +37,7 @@ _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     "<": operator.lt,
 }
-_PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+_PRESERVE: dict[str, JsonValue] = {"x-kubernetes-preserve-unknown-fields": True}
 
 
 def _metric_rule(task: Literal["classification", "regression"]) -> dict[str, str]:
@@ -158,11 +165,7 @@ class TrainingJobSpec(ApiModel):
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
     """Delete the finished Job (not the TrainingJob or the model) after this many seconds."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [_metric_rule("classification"), _metric_rule("regression")]
-        }
-    }
+    model_config = with_cel(_metric_rule("classification"), _metric_rule("regression"))
 
     @model_validator(mode="after")
     def _metrics_fit_task(self) -> TrainingJobSpec:
@@ -179,7 +182,7 @@ class TrainingJobSpec(ApiModel):
         return self
 
 
-assert set(METRICS) == set(Metric.__args__)  # the enum and the metric lists stay in step
+assert set(METRICS) == set(get_args(Metric))  # the enum and the metric lists stay in step
 
 
 class GateResult(ApiModel):
@@ -200,7 +203,7 @@ class GateResult(ApiModel):
 class TrainingJobStatus(StatusBase):
     """Observed state of a TrainingJob."""
 
-    phase: TrainingPhase | None = None  # type: ignore[assignment]
+    phase: TrainingPhase | None = None
     """Pending, Running, Succeeded, Failed or Rejected."""
     job_name: str | None = None
     """The batch/v1 Job of the current run."""

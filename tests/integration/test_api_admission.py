@@ -1,0 +1,348 @@
+"""The CRDs on a real API server: accepted, listed together, strict at admission, and a status
+the operator writes is stored whole (a structural schema silently prunes unknown fields)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelwerk import crdgen
+from modelwerk.api.v1alpha1 import KINDS
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.rest import Rest, RestError
+
+ROOT = Path(__file__).resolve().parents[2]
+PLURAL = {k.crd.kind: k.crd.plural for k in KINDS}
+SHA = "0123456789abcdef" * 4
+
+
+def path(namespace: str, kind: str, name: str | None = None, sub: str | None = None) -> str:
+    base = f"/apis/modelwerk.dev/v1alpha1/namespaces/{namespace}/{PLURAL[kind]}"
+    return "/".join(p for p in (base, name, sub) if p)
+
+
+def create(rest: Rest, namespace: str, doc: dict[str, Any]) -> dict[str, Any]:
+    doc = {"apiVersion": "modelwerk.dev/v1alpha1", **doc}
+    doc["metadata"] = {**doc.get("metadata", {}), "namespace": namespace}
+    return rest.create(path(namespace, doc["kind"]), doc)
+
+
+def refused(rest: Rest, namespace: str, doc: dict[str, Any]) -> str:
+    with pytest.raises(RestError) as caught:
+        create(rest, namespace, doc)
+    assert caught.value.status == 422, caught.value
+    return str(caught.value.body["message"])
+
+
+def model_version(name: str = "m-v1", **spec: Any) -> dict[str, Any]:
+    return {
+        "kind": "ModelVersion",
+        "metadata": {"name": name},
+        "spec": {
+            "model": "m",
+            "version": 1,
+            "task": "classification",
+            "artifact": {
+                "uri": f"pvc://modelwerk-artifacts/models/m/{SHA}/model.joblib",
+                "sha256": SHA,
+            },
+            "metrics": {"accuracy": 0.9},
+            **spec,
+        },
+    }
+
+
+def kubectl(cp: ControlPlane, *args: str) -> str:
+    done = subprocess.run(
+        # A cache of its own: discovery cached for another control plane on the same port lies.
+        [
+            "kubectl",
+            "--kubeconfig",
+            str(cp.admin_kubeconfig),
+            "--cache-dir",
+            str(cp.workdir / "kubectl-cache"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def samples() -> list[dict[str, Any]]:
+    docs = []
+    for file in sorted((ROOT / "manifests/samples/iris").glob("*.yaml")):
+        docs += [
+            d
+            for d in yaml.safe_load_all(file.read_text())
+            if d and d["apiVersion"].startswith("modelwerk.dev")
+        ]
+    return docs
+
+
+def test_every_crd_is_established(admin_rest: Rest) -> None:
+    for kind in KINDS:
+        crd = admin_rest.get(
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{kind.crd.plural}.modelwerk.dev"
+        )
+        conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert conditions.get("Established") == "True", kind.crd.kind
+        assert conditions.get("NamesAccepted") == "True", kind.crd.kind
+
+
+def test_samples_are_accepted_and_kubectl_get_modelwerk_lists_every_kind(
+    control_plane: ControlPlane, admin_rest: Rest, namespace: str
+) -> None:
+    for doc in [*samples(), model_version()]:
+        create(admin_rest, namespace, doc)
+    out = kubectl(control_plane, "get", "modelwerk", "-n", namespace)
+    for resource in (
+        "dataset.modelwerk.dev/iris",
+        "trainingjob.modelwerk.dev/iris-rf",
+        "deployment.modelwerk.dev/iris",
+        "modelversion.modelwerk.dev/m-v1",
+    ):
+        assert resource in out, out
+    short = kubectl(control_plane, "get", "mv,mwd,tj,dset", "-n", namespace)
+    assert "m-v1" in short and "iris-rf" in short
+
+
+INVALID = [
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "two-sources"},
+            "spec": {"source": {"builtin": "iris", "uri": "s3://bucket/iris.csv"}},
+        },
+        "set exactly one of source.builtin or source.uri",
+        id="dataset-two-sources",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "traversal"},
+            "spec": {"source": {"uri": "pvc://claim/../../etc/passwd"}},
+        },
+        "must not contain '..' path segments",
+        id="dataset-path-traversal",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "ftp"},
+            "spec": {"source": {"uri": "ftp://host/x.csv"}},
+        },
+        "spec.source.uri",
+        id="dataset-bad-scheme",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "minmax"},
+            "spec": {
+                "source": {"builtin": "iris"},
+                "schema": {"columns": [{"name": "a", "type": "float", "min": 5, "max": 1}]},
+            },
+        },
+        "min must not exceed max",
+        id="dataset-min-above-max",
+    ),
+    pytest.param(
+        {
+            "kind": "TrainingJob",
+            "metadata": {"name": "evil"},
+            "spec": {
+                "datasetRef": {"name": "d"},
+                "model": {"name": "m"},
+                "estimator": {"name": "os.system"},
+            },
+        },
+        'spec.estimator.name: Unsupported value: "os.system"',
+        id="training-not-allowlisted",
+    ),
+    pytest.param(
+        {
+            "kind": "TrainingJob",
+            "metadata": {"name": "wrong-metric"},
+            "spec": {
+                "datasetRef": {"name": "d"},
+                "model": {"name": "m"},
+                "estimator": {"name": "Ridge"},
+                "gates": [{"metric": "accuracy", "threshold": 0.9}],
+            },
+        },
+        "a regression estimator can only be scored on rmse, mae, r2",
+        id="training-metric-task",
+    ),
+    pytest.param(
+        {
+            "kind": "TrainingJob",
+            "metadata": {"name": "split"},
+            "spec": {
+                "datasetRef": {"name": "d"},
+                "model": {"name": "m"},
+                "estimator": {"name": "SVC"},
+                "split": {"testSize": 1.5},
+            },
+        },
+        "spec.split.testSize",
+        id="training-test-size",
+    ),
+    pytest.param(
+        {
+            "kind": "TrainingJob",
+            "metadata": {"name": "typo"},
+            "spec": {
+                "datasetRef": {"name": "d"},
+                "model": {"name": "m"},
+                "estimater": {"name": "SVC"},
+            },
+        },
+        "spec.estimator: Required value",
+        id="training-typo-is-not-ignored",
+    ),
+    pytest.param(
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "both"},
+            "spec": {"modelVersion": "m-v1", "modelSelector": {"model": "m"}},
+        },
+        "set exactly one of modelVersion, modelSelector",
+        id="deployment-two-sources",
+    ),
+    pytest.param(
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "step"},
+            "spec": {
+                "modelVersion": "m-v1",
+                "strategy": {"canary": {"steps": [{"setWeight": 10, "pause": {}}]}},
+            },
+        },
+        "set exactly one of setWeight, pause, analysis",
+        id="deployment-step-one-of",
+    ),
+    pytest.param(
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "weight"},
+            "spec": {
+                "modelVersion": "m-v1",
+                "strategy": {"canary": {"steps": [{"setWeight": 150}]}},
+            },
+        },
+        "should be less than or equal to 100",
+        id="deployment-weight-range",
+    ),
+    pytest.param(
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "strategies"},
+            "spec": {"modelVersion": "m-v1", "strategy": {"canary": {}, "blueGreen": {}}},
+        },
+        "set at most one of blueGreen, canary",
+        id="deployment-two-strategies",
+    ),
+    pytest.param(
+        model_version("bad-hash", artifact={"uri": "pvc://a/b", "sha256": "not-a-hash"}),
+        "spec.artifact.sha256",
+        id="modelversion-bad-hash",
+    ),
+]
+
+
+@pytest.mark.parametrize("doc,message", INVALID)
+def test_invalid_objects_are_refused_with_a_readable_message(
+    admin_rest: Rest, namespace: str, doc: dict[str, Any], message: str
+) -> None:
+    assert message in refused(admin_rest, namespace, doc)
+
+
+def test_model_versions_are_immutable_except_stage(admin_rest: Rest, namespace: str) -> None:
+    create(admin_rest, namespace, model_version())
+    url = path(namespace, "ModelVersion", "m-v1")
+    admin_rest.merge_patch(url, {"spec": {"stage": "Production"}})
+    assert admin_rest.get(url)["spec"]["stage"] == "Production"
+    for change, field in [
+        ({"metrics": {"accuracy": 0.99}}, "spec.metrics"),
+        ({"artifact": {"sha256": "f" * 64}}, "spec.artifact"),
+        ({"version": 2}, "spec.version"),
+        ({"lineage": {"dataset": "other"}}, "spec.lineage"),  # adding an absent field counts too
+        ({"metrics": None}, "spec.metrics"),  # and so does removing one
+    ]:
+        with pytest.raises(RestError) as caught:
+            admin_rest.merge_patch(url, {"spec": change})
+        assert caught.value.status == 422
+        assert f"{field} is immutable: only spec.stage may change" in caught.value.body["message"]
+
+
+def _example(schema: dict[str, Any], name: str = "") -> Any:
+    """A value for every field of ``schema``: the fullest object the schema allows."""
+    if "enum" in schema:
+        return schema["enum"][-1]
+    if schema.get("x-kubernetes-int-or-string"):
+        return "500m"
+    kind = schema.get("type")
+    if kind == "object" and "properties" in schema:
+        return {k: _example(v, k) for k, v in schema["properties"].items()}
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return {"key": _example(schema["additionalProperties"])}
+    if kind == "object" or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return {"nested": {"free": [1, "two", None]}}
+    if kind == "array":
+        return [_example(schema["items"], name)]
+    if kind == "integer":
+        return max(int(schema.get("minimum", 1)), 1) if schema.get("maximum", 2) >= 1 else 0
+    if kind == "number":
+        return 0.5
+    if kind == "boolean":
+        return True
+    if schema.get("format") == "date-time":
+        return "2026-11-22T12:00:00Z"
+    if name == "version" and "sha256" in schema.get("pattern", ""):
+        return "sha256:" + SHA
+    if name in {"type", "reason"}:
+        return "Ready" if name == "type" else "AllGood"
+    if name in {"verifiedSha256"}:
+        return SHA
+    return f"example-{name or 'value'}"
+
+
+def _status_schema(kind: str) -> dict[str, Any]:
+    crd = yaml.safe_load(crdgen.render()[f"{PLURAL[kind]}.modelwerk.dev.yaml"])
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+
+
+@pytest.mark.parametrize("kind", list(PLURAL))
+def test_the_status_subresource_keeps_every_field(
+    admin_rest: Rest, namespace: str, kind: str
+) -> None:
+    name = {
+        "Dataset": "iris",
+        "TrainingJob": "iris-rf",
+        "Deployment": "iris",
+        "ModelVersion": "m-v1",
+    }[kind]
+    doc = next((d for d in samples() if d["kind"] == kind), None) or model_version()
+    create(admin_rest, namespace, doc)
+    status = _example(_status_schema(kind))
+    model = {k.crd.kind: k for k in KINDS}[kind]
+    model.model_fields["status"].annotation.model_validate(status)  # type: ignore[union-attr]
+    admin_rest.merge_patch(path(namespace, kind, name, "status"), {"status": status})
+    stored = admin_rest.get(path(namespace, kind, name))["status"]
+    assert stored == status
+
+
+def test_status_writes_cannot_change_the_spec(admin_rest: Rest, namespace: str) -> None:
+    create(admin_rest, namespace, model_version())
+    url = path(namespace, "ModelVersion", "m-v1")
+    admin_rest.merge_patch(
+        url + "/status", {"spec": {"stage": "Archived"}, "status": {"phase": "Ready"}}
+    )
+    stored = admin_rest.get(url)
+    assert "stage" not in stored["spec"] and stored["status"]["phase"] == "Ready"

@@ -1,0 +1,265 @@
+"""Data to registered model on the real control plane: the operator under its own RBAC starts
+real Jobs, and the node stand-in runs their pods' real commands (validator, trainer, verifier).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.kopfrun import InProcessOperator
+from tests.cluster.node import StandInNode
+from tests.cluster.rest import Rest
+from tests.cluster.wait import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP = "/apis/modelwerk.dev/v1alpha1"
+SAMPLES = {
+    d["kind"]: d
+    for f in (ROOT / "manifests/samples/iris").glob("*.yaml")
+    for d in yaml.safe_load_all(f.read_text())
+    if d and d["apiVersion"].startswith("modelwerk.dev")
+}
+# A lighter search keeps the suite fast on two cores; the sample's shape is unchanged.
+FAST = {
+    "estimator": {"name": "RandomForestClassifier", "params": {"n_estimators": 20}},
+    "search": {"strategy": "grid", "cv": 3, "scoring": "f1", "space": {"max_depth": [3, None]}},
+}
+
+
+def url(namespace: str, plural: str, name: str = "") -> str:
+    return f"{GROUP}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+def apply(rest: Rest, namespace: str, kind: str, **spec_changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(SAMPLES[kind])
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"].update(spec_changes)
+    return rest.create(url(namespace, kind.lower() + "s"), doc)
+
+
+def status(rest: Rest, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    return rest.get(url(namespace, plural, name)).get("status", {})
+
+
+def condition(obj_status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in obj_status.get("conditions", []) if c["type"] == type_), {})
+
+
+def phase_is(
+    rest: Rest, namespace: str, plural: str, name: str, *phases: str
+) -> dict[str, Any] | None:
+    current = status(rest, namespace, plural, name)
+    return current if current.get("phase") in phases else None
+
+
+def jobs(rest: Rest, namespace: str) -> list[str]:
+    return sorted(
+        j["metadata"]["name"]
+        for j in rest.get(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]
+    )
+
+
+@pytest.fixture
+def runner(node: StandInNode, namespace: str):  # type: ignore[no-untyped-def]
+    """Runs every workload pod of the test namespace for real."""
+    return node.auto(namespace, "app.kubernetes.io/managed-by=modelwerk", mode="run")
+
+
+def test_iris_chain_registers_a_verified_model_version(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+) -> None:
+    apply(admin_rest, namespace, "Dataset")
+    apply(admin_rest, namespace, "TrainingJob", **FAST)
+
+    ds = wait_until(
+        lambda: phase_is(admin_rest, namespace, "datasets", "iris", "Ready", "Invalid", "Failed"),
+        timeout=120,
+        what="Dataset iris to be judged",
+    )
+    assert ds["phase"] == "Ready", ds
+    assert ds["version"].startswith("sha256:") and ds["rows"] == 150
+    assert condition(ds, "Ready")["status"] == "True"
+
+    tj = wait_until(
+        lambda: phase_is(
+            admin_rest, namespace, "trainingjobs", "iris-rf", "Succeeded", "Failed", "Rejected"
+        ),
+        timeout=300,
+        what="TrainingJob iris-rf to finish",
+    )
+    assert tj["phase"] == "Succeeded", tj
+    assert tj["modelVersion"] == "iris-classifier-v1"
+    assert tj["datasetVersion"] == ds["version"]
+    assert tj["metrics"]["accuracy"] >= 0.9
+    assert {g["metric"] for g in tj["gateResults"]} == {"accuracy", "f1"}
+    assert "max_depth" in tj["bestParams"]
+
+    mv = admin_rest.get(url(namespace, "modelversions", "iris-classifier-v1"))
+    assert "ownerReferences" not in mv["metadata"]
+    spec = mv["spec"]
+    assert spec["lineage"]["datasetVersion"] == ds["version"]
+    assert spec["lineage"]["trainingJob"] == "iris-rf"
+    assert spec["metrics"] == tj["metrics"]
+    assert [t["name"] for t in spec["signature"]["inputs"]][:1] == ["sepal length (cm)"]
+    verified = wait_until(
+        lambda: phase_is(
+            admin_rest, namespace, "modelversions", "iris-classifier-v1", "Ready", "Failed"
+        ),
+        timeout=120,
+        what="ModelVersion to be verified",
+    )
+    assert verified["phase"] == "Ready", verified
+    assert verified["verifiedSha256"] == spec["artifact"]["sha256"]
+    # Exactly one Job per run: validation, training, verification.
+    assert len(jobs(admin_rest, namespace)) == 3
+    assert "Forbidden" not in operator.output
+
+
+def test_a_gate_above_the_achievable_score_rejects_without_registering(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+) -> None:
+    apply(admin_rest, namespace, "Dataset")
+    apply(
+        admin_rest,
+        namespace,
+        "TrainingJob",
+        **FAST,
+        gates=[{"metric": "accuracy", "operator": ">", "threshold": 0.9999}],
+    )
+    tj = wait_until(
+        lambda: phase_is(
+            admin_rest, namespace, "trainingjobs", "iris-rf", "Succeeded", "Failed", "Rejected"
+        ),
+        timeout=300,
+        what="TrainingJob iris-rf to finish",
+    )
+    assert tj["phase"] == "Rejected", tj
+    assert "is not > 0.9999" in tj["message"]
+    assert condition(tj, "GatesPassed")["status"] == "False"
+    assert admin_rest.get(url(namespace, "modelversions"))["items"] == []
+
+
+def test_a_dataset_breaking_its_contract_is_invalid_and_training_waits(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+) -> None:
+    contract = copy.deepcopy(SAMPLES["Dataset"]["spec"]["schema"])
+    contract["columns"][2]["max"] = 5.0  # petal length reaches 6.9 cm
+    contract["minRows"] = 1000
+    apply(admin_rest, namespace, "Dataset", schema=contract)
+    apply(admin_rest, namespace, "TrainingJob", **FAST)
+    ds = wait_until(
+        lambda: phase_is(admin_rest, namespace, "datasets", "iris", "Invalid", "Ready", "Failed"),
+        timeout=120,
+        what="Dataset iris to be judged",
+    )
+    assert ds["phase"] == "Invalid", ds
+    rules = {(v.get("column"), v["rule"]) for v in ds["violations"]}
+    assert ("petal length (cm)", "max") in rules and any(rule == "minRows" for _, rule in rules)
+    tj = wait_until(
+        lambda: (
+            (s := status(admin_rest, namespace, "trainingjobs", "iris-rf"))
+            and condition(s, "DatasetReady").get("reason") == "DatasetInvalid"
+            and s
+        ),
+        timeout=60,
+        what="TrainingJob to report the invalid dataset",
+    )
+    assert tj["phase"] == "Pending"
+    assert "Dataset iris" in condition(tj, "Ready")["message"]
+    assert [j for j in jobs(admin_rest, namespace) if "train" in j] == []
+
+
+def test_a_missing_dataset_is_reported(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator
+) -> None:
+    apply(admin_rest, namespace, "TrainingJob", datasetRef={"name": "nope"})
+    tj = wait_until(
+        lambda: (
+            (s := status(admin_rest, namespace, "trainingjobs", "iris-rf"))
+            and s.get("phase") == "Pending"
+            and s
+        ),
+        timeout=30,
+        what="a Pending TrainingJob",
+    )
+    assert condition(tj, "DatasetReady")["reason"] == "DatasetNotFound"
+    assert "Dataset nope does not exist" in tj["message"]
+
+
+def test_an_unreadable_source_fails_the_dataset_with_the_cause(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+) -> None:
+    apply(
+        admin_rest,
+        namespace,
+        "Dataset",
+        source={"uri": "pvc://modelwerk-artifacts/missing/iris.csv"},
+        schema=None,
+    )
+    ds = wait_until(
+        lambda: phase_is(admin_rest, namespace, "datasets", "iris", "Failed", "Invalid", "Ready"),
+        timeout=120,
+        what="Dataset iris to be judged",
+    )
+    assert ds["phase"] == "Failed", ds
+    assert "missing/iris.csv" in ds["message"]
+    # No retry loop: the one Job stays the only one.
+    assert len(jobs(admin_rest, namespace)) == 1
+
+
+def test_malformed_params_fail_the_run_with_a_clear_error(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+) -> None:
+    apply(admin_rest, namespace, "Dataset")
+    apply(
+        admin_rest,
+        namespace,
+        "TrainingJob",
+        estimator={"name": "RandomForestClassifier", "params": {"n_estimatorz": 10}},
+        search=None,
+    )
+    tj = wait_until(
+        lambda: phase_is(
+            admin_rest, namespace, "trainingjobs", "iris-rf", "Failed", "Succeeded", "Rejected"
+        ),
+        timeout=300,
+        what="TrainingJob iris-rf to finish",
+    )
+    assert tj["phase"] == "Failed", tj
+    assert condition(tj, "Ready")["reason"] == "InvalidParams"
+    assert "n_estimatorz" in tj["message"]
+
+
+def test_a_restart_during_training_adopts_the_running_job(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
+) -> None:
+    node.auto(namespace, "app.kubernetes.io/component=validation", mode="run")
+    apply(admin_rest, namespace, "Dataset")
+    apply(admin_rest, namespace, "TrainingJob", **FAST)
+    wait_until(
+        lambda: phase_is(admin_rest, namespace, "trainingjobs", "iris-rf", "Running"),
+        timeout=120,
+        what="training to start",
+    )
+    train_jobs = [j for j in jobs(admin_rest, namespace) if "-train-" in j]
+    assert len(train_jobs) == 1
+    operator.restart()
+    # The restarted operator finds the Job it started before and starts no other.
+    with node.auto(namespace, "app.kubernetes.io/component=training", mode="run"):
+        tj = wait_until(
+            lambda: phase_is(
+                admin_rest, namespace, "trainingjobs", "iris-rf", "Succeeded", "Failed"
+            ),
+            timeout=300,
+            what="training to finish",
+        )
+    assert tj["phase"] == "Succeeded", tj
+    assert [j for j in jobs(admin_rest, namespace) if "-train-" in j] == train_jobs
+    assert [
+        m["metadata"]["name"] for m in admin_rest.get(url(namespace, "modelversions"))["items"]
+    ] == ["iris-classifier-v1"]
