@@ -71,7 +71,7 @@ def runner(node: StandInNode, namespace: str):  # type: ignore[no-untyped-def]
 
 
 def test_iris_chain_registers_a_verified_model_version(
-    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode, runner: Any
 ) -> None:
     apply(admin_rest, namespace, "Dataset")
     apply(admin_rest, namespace, "TrainingJob", **FAST)
@@ -115,6 +115,12 @@ def test_iris_chain_registers_a_verified_model_version(
     )
     assert verified["phase"] == "Ready", verified
     assert verified["verifiedSha256"] == spec["artifact"]["sha256"]
+    # The artifacts are on the namespace's artifact volume, nowhere else on the host.
+    store = node.claims_dir / namespace / "modelwerk-artifacts"
+    sha = spec["artifact"]["sha256"]
+    assert (store / "models" / "iris-classifier" / sha / "model.joblib").is_file()
+    assert (store / "datasets" / "iris" / ds["version"].removeprefix("sha256:")).is_dir()
+    assert not Path("/var/run/modelwerk").exists()
     # Exactly one Job per run: validation, training, verification.
     assert len(jobs(admin_rest, namespace)) == 3
     assert "Forbidden" not in operator.output

@@ -1,0 +1,554 @@
+"""A kubelet stand-in: one Node whose pods a test drives by hand or runs locally.
+
+Owns: registering a Ready Node, and playing the kubelet's part for pods on it:
+
+* ``bind`` (if the scheduler did not), ``mark_running``, ``terminate`` (exit
+  code + termination message) -- enough for the Job and Deployment controllers;
+* ``run``: run the pod's real command locally (see ``podrun``) and report the
+  real exit code and termination message through the pod status;
+* ``auto``: a background driver that does one of those for every new pod
+  matching a namespace + label selector;
+* a reaper: pods on this node that get deleted are finished (their local
+  process killed, status terminal) and force-deleted, as a kubelet would --
+  otherwise they would stay Terminating forever and block namespace deletion.
+
+Talks to the API as admin via ``rest.Rest`` (the kubelet's RBAC is not what
+these tests are about).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tests.cluster import podrun, process
+from tests.cluster.rest import JSON, Rest, RestError
+
+NODE_IP = "192.0.2.10"  # TEST-NET-1: looks like a real address, never routed to
+POD_NETWORK = ipaddress.ip_network("10.244.0.0/16")
+MESSAGE_LIMIT = 4096  # the kubelet truncates termination messages to 4 KiB
+FALLBACK_LOG_BYTES = 2048  # ... and FallbackToLogsOnError takes the log tail
+POLL = 0.25  # seconds between the background loop's list calls
+
+AutoMode = Literal["run", "succeed", "ready"]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: str, status: bool, reason: str | None = None) -> JSON:
+    condition = {
+        "type": kind,
+        "status": "True" if status else "False",
+        "lastTransitionTime": _now(),
+    }
+    if reason:
+        condition["reason"] = reason
+    return condition
+
+
+def _pod_path(namespace: str, name: str, sub: str = "") -> str:
+    return f"/api/v1/namespaces/{namespace}/pods/{name}{sub}"
+
+
+class PodRunTimeout(TimeoutError):
+    """A locally run pod exceeded its timeout; it was killed and reported failed (exit 137)."""
+
+
+@dataclass
+class RunResult:
+    """The outcome of :meth:`StandInNode.run`."""
+
+    namespace: str
+    pod: str
+    argv: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+    message: str  # what was reported as the termination message
+    command: podrun.LocalCommand
+
+    def host_path(self, container_path: str) -> Path:
+        """Host location of a path inside the container (e.g. a file written to a PVC)."""
+        return self.command.host_path(container_path)
+
+    def describe(self) -> str:
+        return (
+            f"{self.namespace}/{self.pod}: {' '.join(self.argv)} exited {self.exit_code}\n"
+            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}\n"
+            f"--- message ---\n{self.message}"
+        )
+
+
+class StandInNode:
+    """A Node without kubelet; see the module docstring. Call :meth:`close` to stop its thread."""
+
+    def __init__(
+        self, rest: Rest, workdir: Path, *, name: str = "standin-node", run_timeout: float = 300
+    ) -> None:
+        self.rest = rest
+        self.name = name
+        self.workdir = workdir
+        # One directory per namespace/claim, shared by all pods for the whole session.
+        self.claims_dir = workdir / "claims"
+        self.run_timeout = run_timeout
+        self._ips = itertools.count(2)
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}  # pod uid -> running local process
+        self._reaped: set[str] = set()
+        self._drivers: list[AutoDriver] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="standin-pod")
+        self._thread = threading.Thread(target=self._loop, name="standin-node", daemon=True)
+
+    # ------------------------------------------------------------ the Node
+    def register(self) -> None:
+        """Create the Node, make it Ready and untainted, and start the background loop."""
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {
+                    "kubernetes.io/hostname": self.name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                },
+            },
+        }
+        try:
+            self.rest.create("/api/v1/nodes", node)
+        except RestError as e:
+            if e.status != 409:
+                raise
+        # TaintNodesByCondition admission adds node.kubernetes.io/not-ready on
+        # create; the node-lifecycle controller (not run) would lift it.
+        self.rest.merge_patch(f"/api/v1/nodes/{self.name}", {"spec": {"taints": None}})
+        resources = {"cpu": "16", "memory": "64Gi", "pods": "250", "ephemeral-storage": "200Gi"}
+        ready = _condition("Ready", True, "KubeletReady")
+        ready["lastHeartbeatTime"] = ready["lastTransitionTime"]
+        self.rest.merge_patch(
+            f"/api/v1/nodes/{self.name}/status",
+            {
+                "status": {
+                    "capacity": resources,
+                    "allocatable": resources,
+                    "conditions": [ready]
+                    + [
+                        _condition(kind, False, f"KubeletHas{suffix}")
+                        for kind, suffix in (
+                            ("MemoryPressure", "SufficientMemory"),
+                            ("DiskPressure", "NoDiskPressure"),
+                            ("PIDPressure", "SufficientPID"),
+                        )
+                    ],
+                    "addresses": [
+                        {"type": "InternalIP", "address": NODE_IP},
+                        {"type": "Hostname", "address": self.name},
+                    ],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                    "nodeInfo": {
+                        "machineID": "standin",
+                        "systemUUID": "standin",
+                        "bootID": "standin",
+                        "kernelVersion": os.uname().release,
+                        "osImage": "modelwerk stand-in",
+                        "containerRuntimeVersion": "standin://1",
+                        "kubeletVersion": "v1.34.4",
+                        "kubeProxyVersion": "",
+                        "operatingSystem": "linux",
+                        "architecture": "amd64",
+                    },
+                }
+            },
+        )
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop auto drivers and the background loop; kill local processes still running."""
+        self.stop_auto()
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        with self._lock:
+            procs = list(self._processes.values())
+        for proc in procs:
+            _kill(proc)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -------------------------------------------------------- pod driving
+    def get_pod(self, namespace: str, name: str) -> JSON:
+        return self.rest.get(_pod_path(namespace, name))
+
+    def wait_for_pod(
+        self,
+        namespace: str,
+        label_selector: str = "",
+        *,
+        name: str | None = None,
+        timeout: float = 60,
+        predicate: Callable[[JSON], bool] = lambda p: True,
+    ) -> JSON:
+        """Wait for a pod (by name, else the first matching the selector) to pass ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if name:
+                pod = self.rest.get_or_none(_pod_path(namespace, name))
+                pods = [pod] if pod else []
+            else:
+                pods = self.rest.get(
+                    f"/api/v1/namespaces/{namespace}/pods", labelSelector=label_selector
+                )["items"]
+            for pod in pods:
+                if predicate(pod):
+                    return pod
+            if time.monotonic() > deadline:
+                what = name or f"selector {label_selector!r}"
+                raise TimeoutError(
+                    f"no pod {what} in {namespace} matched within {timeout}s; saw "
+                    f"{[(p['metadata']['name'], p.get('status', {}).get('phase')) for p in pods]}"
+                )
+            time.sleep(POLL)
+
+    def bind(self, namespace: str, name: str) -> JSON:
+        """Bind the pod to this node unless the scheduler already did; return the pod."""
+        pod = self.get_pod(namespace, name)
+        if not pod["spec"].get("nodeName"):
+            binding = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": self.name},
+            }
+            try:
+                self.rest.create(_pod_path(namespace, name, "/binding"), binding)
+            except RestError as e:
+                if e.status != 409:  # 409: the scheduler won the race
+                    raise
+            pod = self.get_pod(namespace, name)
+        if pod["spec"].get("nodeName") != self.name:
+            raise RuntimeError(
+                f"pod {namespace}/{name} is bound to {pod['spec'].get('nodeName')!r},"
+                f" not {self.name}"
+            )
+        return pod
+
+    def mark_running(self, namespace: str, name: str, *, ready: bool = True) -> JSON:
+        """Bind if needed and report all containers running (and Ready, unless ``ready=False``)."""
+        pod = self.bind(namespace, name)
+        status = pod.get("status") or {}
+        ip = status.get("podIP") or str(POD_NETWORK[next(self._ips)])
+        started = status.get("startTime") or _now()
+        containers = [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": ready,
+                "started": True,
+                "restartCount": 0,
+                "containerID": f"standin://{pod['metadata']['uid']}/{c['name']}",
+                "state": {"running": {"startedAt": started}},
+            }
+            for c in pod["spec"]["containers"]
+        ]
+        return self._patch_status(
+            pod,
+            {
+                "phase": "Running",
+                "hostIP": NODE_IP,
+                "hostIPs": [{"ip": NODE_IP}],
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "startTime": started,
+                "conditions": self._conditions(ready=ready),
+                "containerStatuses": containers,
+            },
+        )
+
+    def terminate(
+        self,
+        namespace: str,
+        name: str,
+        exit_code: int = 0,
+        message: str = "",
+        *,
+        reason: str | None = None,
+        final: bool = False,
+    ) -> JSON:
+        """Report the first container terminated with ``exit_code`` and ``message``.
+
+        The phase becomes Succeeded/Failed when the restartPolicy lets the pod end
+        (Never; OnFailure on success) or ``final``; otherwise the container shows
+        as restarting (CrashLoopBackOff with lastState), as with a kubelet.
+        """
+        pod = self.get_pod(namespace, name)
+        if not (pod.get("status") or {}).get("podIP"):
+            pod = self.mark_running(namespace, name, ready=False)
+        status = pod["status"]
+        policy = pod["spec"].get("restartPolicy", "Always")
+        ends = final or policy == "Never" or (policy == "OnFailure" and exit_code == 0)
+        previous = {c["name"]: c for c in status.get("containerStatuses") or []}
+        containers = []
+        for index, c in enumerate(pod["spec"]["containers"]):
+            code = exit_code if index == 0 else 0
+            terminated = {
+                "exitCode": code,
+                "reason": reason or ("Completed" if code == 0 else "Error"),
+                "startedAt": status.get("startTime") or _now(),
+                "finishedAt": _now(),
+                "containerID": f"standin://{pod['metadata']['uid']}/{c['name']}",
+            }
+            if index == 0 and message:
+                terminated["message"] = message
+            entry = {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": previous.get(c["name"], {}).get("restartCount", 0),
+                "containerID": terminated["containerID"],
+            }
+            if ends or code == 0:
+                entry["state"] = {"terminated": terminated}
+            else:
+                entry["restartCount"] += 1
+                entry["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+                entry["lastState"] = {"terminated": terminated}
+            containers.append(entry)
+        phase = ("Succeeded" if exit_code == 0 else "Failed") if ends else "Running"
+        return self._patch_status(
+            pod,
+            {
+                "phase": phase,
+                "conditions": self._conditions(
+                    ready=False, reason="PodCompleted" if ends else "ContainersNotReady"
+                ),
+                "containerStatuses": containers,
+            },
+        )
+
+    def run(self, namespace: str, name: str, *, timeout: float | None = None) -> RunResult:
+        """Run the pod's first container locally and report the outcome through the pod status.
+
+        Raises ``PodRunTimeout`` (after reporting exit 137) if it runs longer than ``timeout``.
+        """
+        pod = self.mark_running(namespace, name)
+        uid = pod["metadata"]["uid"]
+        pod_dir = self.workdir / "pods" / f"{namespace}_{name}_{uid[:8]}"
+        command = podrun.prepare(pod, pod_dir, self.claims_dir, self._read)
+        container = pod["spec"]["containers"][0]
+        stdout_path, stderr_path = pod_dir / "stdout", pod_dir / "stderr"
+        limit = timeout or self.run_timeout
+        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(
+                command.argv,
+                env=command.env,
+                cwd=command.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+            with self._lock:
+                self._processes[uid] = proc
+            try:
+                code = proc.wait(timeout=limit)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                code, timed_out = proc.wait(), True
+            finally:
+                with self._lock:
+                    self._processes.pop(uid, None)
+        # Killed by signal N: report 128+N, as container runtimes do.
+        exit_code = 128 - code if code < 0 else code
+        stdout = stdout_path.read_text(errors="replace")
+        stderr = stderr_path.read_text(errors="replace")
+        message = command.termination_log.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace")
+        if timed_out:
+            message = message or f"stand-in: killed after {limit}s timeout"
+        if (
+            not message
+            and exit_code != 0
+            and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        ):
+            message = (stdout + stderr).encode()[-FALLBACK_LOG_BYTES:].decode(errors="replace")
+        result = RunResult(
+            namespace, name, command.argv, exit_code, stdout, stderr, message, command
+        )
+        if exit_code != 0:
+            # Shown by pytest for a failing test (captured stderr).
+            print(f"[standin] {result.describe()}", file=sys.stderr)
+        if (
+            self.rest.get_or_none(_pod_path(namespace, name)) is not None
+        ):  # deleted meanwhile: nothing to report
+            self.terminate(namespace, name, exit_code, message)
+        if timed_out:
+            raise PodRunTimeout(
+                f"pod {namespace}/{name} ran longer than {limit}s\n{result.describe()}"
+            )
+        return result
+
+    # ------------------------------------------------------------ auto mode
+    def auto(self, namespace: str, label_selector: str = "", mode: AutoMode = "run") -> AutoDriver:
+        """Handle each new pending pod matching the selector in the background.
+
+        ``mode``: "run" its command, "succeed" (exit 0 at once) or "ready" (Running and Ready).
+        """
+        driver = AutoDriver(self, namespace, label_selector, mode)
+        with self._lock:
+            self._drivers.append(driver)
+        return driver
+
+    def stop_auto(self) -> None:
+        """Stop all auto drivers (called after each test by the ``node`` fixture)."""
+        with self._lock:
+            drivers, self._drivers = self._drivers, []
+        for driver in drivers:
+            driver.stopped = True
+
+    # ------------------------------------------------------------ internals
+    def _conditions(self, *, ready: bool, reason: str | None = None) -> list[JSON]:
+        return [
+            _condition("PodReadyToStartContainers", True),
+            _condition("Initialized", True),
+            _condition("Ready", ready, reason if not ready else None),
+            _condition("ContainersReady", ready, reason if not ready else None),
+            _condition("PodScheduled", True),
+        ]
+
+    def _patch_status(self, pod: JSON, status: JSON) -> JSON:
+        meta = pod["metadata"]
+        return self.rest.merge_patch(
+            _pod_path(meta["namespace"], meta["name"], "/status"), {"status": status}
+        )
+
+    def _read(self, kind: str, namespace: str, name: str) -> JSON | None:
+        plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
+        return self.rest.get_or_none(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+
+    def _loop(self) -> None:
+        """Background: reap deleted pods, feed auto drivers. Errors are printed, never fatal."""
+        while not self._stop.wait(POLL):
+            try:
+                self._reap()
+                with self._lock:
+                    drivers = list(self._drivers)
+                for driver in drivers:
+                    driver.poll()
+            except Exception as e:  # the API may be going away at session end
+                if not self._stop.is_set():
+                    print(f"[standin] background loop: {e!r}", file=sys.__stderr__)
+
+    def _reap(self) -> None:
+        pods = self.rest.get("/api/v1/pods", fieldSelector=f"spec.nodeName={self.name}")["items"]
+        for pod in pods:
+            meta = pod["metadata"]
+            if not meta.get("deletionTimestamp") or meta["uid"] in self._reaped:
+                continue
+            with self._lock:
+                proc = self._processes.get(meta["uid"])
+            if proc is not None:
+                _kill(proc)
+            try:
+                if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+                    # Like the kubelet: the pod ends (SIGKILLed containers) before it goes.
+                    self.terminate(meta["namespace"], meta["name"], 137, reason="Error", final=True)
+                self.rest.delete(
+                    _pod_path(meta["namespace"], meta["name"]),
+                    {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+                )
+            except RestError as e:
+                if e.status not in (404, 409):
+                    raise
+            self._reaped.add(meta["uid"])
+
+
+class AutoDriver:
+    """Runs, completes or readies each new pending pod of a namespace + selector (``node.auto``)."""
+
+    def __init__(
+        self, node: StandInNode, namespace: str, label_selector: str, mode: AutoMode
+    ) -> None:
+        self.node = node
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.mode = mode
+        self.stopped = False
+        self.results: dict[str, RunResult] = {}  # pod name -> outcome (mode "run")
+        self.errors: dict[str, BaseException] = {}
+        self._seen: set[str] = set()
+        self._done = threading.Condition()
+
+    def poll(self) -> None:
+        if self.stopped:
+            return
+        pods = self.node.rest.get(
+            f"/api/v1/namespaces/{self.namespace}/pods", labelSelector=self.label_selector
+        )["items"]
+        for pod in pods:
+            meta = pod["metadata"]
+            if meta["uid"] in self._seen or meta.get("deletionTimestamp"):
+                continue
+            if pod.get("status", {}).get("phase", "Pending") != "Pending":
+                continue
+            self._seen.add(meta["uid"])
+            self.node._pool.submit(self._handle, meta["name"])
+
+    def _handle(self, name: str) -> None:
+        try:
+            if self.mode == "run":
+                self.results[name] = self.node.run(self.namespace, name)
+            elif self.mode == "succeed":
+                self.node.terminate(self.namespace, name, 0)
+            else:
+                self.node.mark_running(self.namespace, name)
+        except BaseException as e:  # kept for wait_for(); the test decides
+            self.errors[name] = e
+        with self._done:
+            self._done.notify_all()
+
+    def wait_for(self, name: str, timeout: float = 120) -> RunResult:
+        """Wait for the run of pod ``name`` (mode "run") and return it; re-raise its error."""
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while name not in self.results and name not in self.errors:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"auto driver ({self.namespace}, {self.label_selector!r}) did not finish "
+                        f"pod {name} within {timeout}s; finished: {sorted(self.results)}"
+                    )
+                self._done.wait(left)
+        if name in self.errors:
+            raise self.errors[name]
+        return self.results[name]
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def __enter__(self) -> AutoDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _kill(proc: subprocess.Popen[Any]) -> None:
+    process.signal_group(proc.pid, signal.SIGKILL)  # its own session: the whole group

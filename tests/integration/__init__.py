@@ -1,0 +1,1 @@
+"""Integration tests against a real control plane (see tests/cluster/TESTING.md)."""
