@@ -40,7 +40,6 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 # Seen once in ~10 runs: an asyncio transport of the in-process operator's (already closed)
 # event loop is garbage-collected during a later test. It is a teardown-order artefact of
 # running kopf in a thread of the test process, not a leak of a running operator.
@@ -49,6 +48,7 @@ _TRANSPORT_GC = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:

@@ -269,3 +269,76 @@ def test_a_restart_during_training_adopts_the_running_job(
     assert [
         m["metadata"]["name"] for m in admin_rest.get(url(namespace, "modelversions"))["items"]
     ] == ["iris-classifier-v1"]
+
+
+def _iris_csv() -> str:
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    return frame.to_csv(index=False)
+
+
+def test_a_csv_on_a_claim_is_validated_through_the_mounted_volume(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode, runner: Any
+) -> None:
+    claim_dir = node.claims_dir / namespace / "data"
+    claim_dir.mkdir(parents=True)
+    (claim_dir / "iris.csv").write_text(_iris_csv())
+    apply(admin_rest, namespace, "Dataset", source={"uri": "pvc://data/iris.csv"})
+    ds = wait_until(
+        lambda: phase_is(admin_rest, namespace, "datasets", "iris", "Ready", "Invalid", "Failed"),
+        timeout=120,
+        what="Dataset iris to be judged",
+    )
+    assert ds["phase"] == "Ready", ds
+    assert ds["rows"] == 150
+    job = admin_rest.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{ds['validationJob']}")
+    mounts = {
+        m["mountPath"]: m.get("readOnly", False)
+        for m in job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    }
+    assert mounts["/var/run/modelwerk/pvc/data"] is True  # the data is read, never written
+    assert mounts["/var/run/modelwerk/pvc/modelwerk-artifacts"] is False
+
+
+def test_a_csv_over_http_gets_the_same_version_as_the_same_csv_on_a_claim(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode, runner: Any
+) -> None:
+    import functools
+    import http.server
+    import threading
+
+    served = node.claims_dir / namespace / "web"
+    served.mkdir(parents=True)
+    (served / "iris.csv").write_text(_iris_csv())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        apply(admin_rest, namespace, "Dataset", source={"uri": f"http://127.0.0.1:{port}/iris.csv"})
+        doc = copy.deepcopy(SAMPLES["Dataset"])
+        doc["metadata"] = {"name": "iris-on-claim", "namespace": namespace}
+        doc["spec"]["source"] = {"uri": "pvc://web/iris.csv"}
+        admin_rest.create(url(namespace, "datasets"), doc)
+        over_http = wait_until(
+            lambda: phase_is(
+                admin_rest, namespace, "datasets", "iris", "Ready", "Invalid", "Failed"
+            ),
+            timeout=120,
+            what="the http Dataset to be judged",
+        )
+        on_claim = wait_until(
+            lambda: phase_is(
+                admin_rest, namespace, "datasets", "iris-on-claim", "Ready", "Invalid", "Failed"
+            ),
+            timeout=120,
+            what="the claim Dataset to be judged",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert over_http["phase"] == on_claim["phase"] == "Ready", (over_http, on_claim)
+    # Content addressing: the same bytes from two places are one version.
+    assert over_http["version"] == on_claim["version"]
