@@ -346,3 +346,39 @@ def test_status_writes_cannot_change_the_spec(admin_rest: Rest, namespace: str) 
     )
     stored = admin_rest.get(url)
     assert "stage" not in stored["spec"] and stored["status"]["phase"] == "Ready"
+
+
+def test_promoting_a_version_archives_the_previous_production_version(
+    admin_rest: Rest, namespace: str, operator: Any
+) -> None:
+    from tests.cluster.wait import wait_until
+
+    create(admin_rest, namespace, model_version("m-v1", stage="Production"))
+    v1 = path(namespace, "ModelVersion", "m-v1")
+    wait_until(
+        lambda: (
+            (admin_rest.get(v1).get("status", {}).get("stageHistory") or [{}])[-1].get("stage")
+            == "Production"
+        ),
+        timeout=30,
+        what="v1's promotion to be recorded",
+    )
+    v2_doc = model_version("m-v2", stage="Production", version=2)
+    create(admin_rest, namespace, v2_doc)
+    wait_until(
+        lambda: admin_rest.get(v1)["spec"].get("stage") == "Archived",
+        timeout=30,
+        what="v1 to be archived",
+    )
+    assert admin_rest.get(path(namespace, "ModelVersion", "m-v2"))["spec"]["stage"] == "Production"
+    history = wait_until(
+        lambda: (h := admin_rest.get(v1)["status"].get("stageHistory")) and len(h) >= 2 and h,
+        timeout=30,
+        what="v1's archival to be recorded",
+    )
+    assert [h["stage"] for h in history][-2:] == ["Production", "Archived"]
+    events = admin_rest.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+    assert any(
+        e["reason"] == "ArchivedByNewerProduction" and e["involvedObject"]["name"] == "m-v1"
+        for e in events
+    )

@@ -20,7 +20,12 @@ from modelwerk.builders.workload import WorkloadConfig
 from modelwerk.handlers.context import Context
 from modelwerk.handlers.reconcile import Key, KindReconciler
 from modelwerk.kube import resources
-from modelwerk.kube.observe import observe_dataset, observe_jobs, observe_training
+from modelwerk.kube.observe import (
+    observe_dataset,
+    observe_jobs,
+    observe_production,
+    observe_training,
+)
 from modelwerk.logic.dataset import DatasetConfig, reconcile_dataset
 from modelwerk.logic.deployment import reconcile_deployment
 from modelwerk.logic.model_version import ObservedModelVersion, reconcile_model_version
@@ -57,8 +62,10 @@ async def _decide_training_job(ctx: Context, obj: Resource) -> Plan:
 async def _decide_model_version(ctx: Context, obj: Resource) -> Plan:
     assert isinstance(obj, ModelVersion)
     meta = obj.metadata
-    jobs = await observe_jobs(ctx.kube, "ModelVersion", meta.namespace, meta.name)
-    observed = ObservedModelVersion(jobs=jobs)
+    observed = ObservedModelVersion(
+        jobs=await observe_jobs(ctx.kube, "ModelVersion", meta.namespace, meta.name),
+        other_production=await observe_production(ctx.kube, obj),
+    )
     return reconcile_model_version(obj, observed, now=clock.now(), config=_workload(ctx))
 
 
@@ -93,10 +100,25 @@ def trainingjobs_by_dataset(
     return {(namespace, spec.get("datasetRef", {}).get("name", "")): name}
 
 
-def _dependents(kind: str, namespace: str, name: str, indices: dict[str, Any]) -> list[Key]:
+@kopf.index(GROUP, VERSION, "modelversions", id="modelversions_by_model")
+def modelversions_by_model(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str | None, str], str]:
+    """A version's stage change concerns its siblings (one Production version per model)."""
+    return {(namespace, spec.get("model", "")): name}
+
+
+def _dependents(
+    kind: str, namespace: str, name: str, body: kopf.Body, indices: dict[str, Any]
+) -> list[Key]:
     if kind == "Dataset":
         index = indices.get("trainingjobs_by_dataset") or {}
         return [Key("TrainingJob", namespace, tj) for tj in index.get((namespace, name), [])]
+    if kind == "ModelVersion":
+        index = indices.get("modelversions_by_model") or {}
+        model = body.get("spec", {}).get("model", "")
+        siblings = index.get((namespace, model), [])
+        return [Key("ModelVersion", namespace, mv) for mv in siblings if mv != name]
     return []
 
 
@@ -107,7 +129,7 @@ def _register_kind(kind: str, plural: str) -> None:
     ) -> None:
         assert namespace is not None  # every modelwerk kind is namespaced
         _enqueue(memo, Key(kind, namespace, name), event.get("type"))
-        for dependent in _dependents(kind, namespace, name, kwargs):
+        for dependent in _dependents(kind, namespace, name, kwargs["body"], kwargs):
             _enqueue(memo, dependent, None)
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from modelwerk.api.base import Resource
-from modelwerk.kube.client import Kube
+from modelwerk.kube.client import FIELD_MANAGER, Kube
 from modelwerk.kube.resources import EVENTS, resource_of
 from modelwerk.logic.plan import Event, Plan
 
@@ -26,6 +26,15 @@ async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) ->
         await kube.create(new)
     for key in plan.delete:
         await kube.delete(resource_of(key.api_version, key.kind), key.namespace, key.name)
+    if plan.spec_patch:
+        rt = resource_of(obj.api_version, obj.crd.kind)
+        await kube.request(
+            "PATCH",
+            rt.path(obj.metadata.namespace, obj.metadata.name),
+            body={"spec": plan.spec_patch},
+            content_type="application/merge-patch+json",
+            params={"fieldManager": FIELD_MANAGER},
+        )
     desired = plan.status.to_k8s()
     current: dict[str, Any] = obj.status.to_k8s()  # type: ignore[attr-defined]
     changed = desired != current

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
-from modelwerk.api.v1alpha1 import Dataset, TrainingJob
+from modelwerk.api.v1alpha1 import Dataset, ModelVersion, TrainingJob
 from modelwerk.builders.labels import OWNER_KIND, OWNER_NAME
 from modelwerk.builders.training_job import RUN_LABEL, TRAINING_JOB_LABEL
 from modelwerk.kube import resources
 from modelwerk.kube.client import Kube
 from modelwerk.logic.dataset import ObservedDataset
 from modelwerk.logic.jobs import JobOutcome, job_outcome
+from modelwerk.logic.model_version import ProductionVersion
 from modelwerk.logic.training_job import ObservedTraining, RegisteredVersion
 
 
@@ -69,3 +71,23 @@ async def observe_training(kube: Kube, tj: TrainingJob, artifact_pvc: str) -> Ob
         versions=versions,
         artifact_pvc_exists=await artifact_pvc_exists(kube, meta.namespace, artifact_pvc),
     )
+
+
+async def observe_production(kube: Kube, mv: ModelVersion) -> list[ProductionVersion]:
+    """The other versions of ``mv``'s model whose spec says Production."""
+    found = []
+    for other in await kube.list(resources.MODEL_VERSIONS, mv.metadata.namespace):
+        spec, meta = other.get("spec", {}), other["metadata"]
+        if meta["name"] == mv.metadata.name or spec.get("model") != mv.spec.model:
+            continue
+        if spec.get("stage") != "Production":
+            continue
+        history = other.get("status", {}).get("stageHistory") or []
+        last = history[-1] if history else {}
+        promoted = (
+            datetime.fromisoformat(last["time"].replace("Z", "+00:00"))
+            if last.get("stage") == "Production"
+            else None
+        )
+        found.append(ProductionVersion(meta["name"], int(spec.get("version", 0)), promoted))
+    return found

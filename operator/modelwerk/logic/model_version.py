@@ -7,7 +7,7 @@ the hash again before they unpickle anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from modelwerk.api.conditions import READY, ConditionStatus, set_condition
@@ -22,8 +22,37 @@ _KEY_METRICS = ("accuracy", "f1", "r2", "rmse")
 
 
 @dataclass(frozen=True)
+class ProductionVersion:
+    """Another version of the same model whose spec says Production."""
+
+    name: str
+    version: int
+    promoted: datetime | None
+    """When its status recorded the promotion; None until its own reconcile saw it."""
+
+
+@dataclass(frozen=True)
 class ObservedModelVersion:
     jobs: dict[str, JobOutcome]
+    other_production: list[ProductionVersion] = field(default_factory=list)
+
+
+def superseded_by(mv: ModelVersion, others: list[ProductionVersion], now: datetime) -> str | None:
+    """The newer Production version that retires ``mv``, if any.
+
+    At most one version per model is in Production: the most recently promoted one wins,
+    ties (two promotions not yet recorded) go to the higher version number. Every version
+    decides only about itself, so two reconciles never archive each other.
+    """
+    if mv.spec.stage != "Production":
+        return None
+    history = mv.status.stage_history or []
+    mine = history[-1].time if history and history[-1].stage == "Production" else now
+    for other in sorted(others, key=lambda o: -o.version):
+        theirs = other.promoted or now
+        if (theirs, other.version) > (mine, mv.spec.version):
+            return other.name
+    return None
 
 
 def key_metric(mv: ModelVersion) -> str | None:
@@ -78,6 +107,14 @@ def reconcile_model_version(
             }
         )
 
+    newer = superseded_by(mv, observed.other_production, now)
+    if newer is not None:
+        message = f"Archived: {newer} is now the Production version of {mv.spec.model}"
+        return Plan(
+            status=status.model_copy(update={"message": message}),
+            spec_patch={"stage": "Archived"},
+            events=(Event("Normal", "ArchivedByNewerProduction", message),),
+        )
     if status.verified_sha256 == expected:
         message = f"Artifact verified (sha256 {expected[:12]}…); stage {mv.spec.stage}"
         return Plan(status=with_state("Ready", "True", "Verified", message))

@@ -41,3 +41,6 @@ class Plan:
     """Kubernetes Events to record on the object."""
     requeue_after: float | None = None
     """Reconcile again after this many seconds even without an event (time-based steps)."""
+    spec_patch: dict[str, Any] | None = None
+    """A merge patch of the object's own spec. The operator writes a spec in one case only:
+    archiving a Production ModelVersion superseded by a newer one (the registry's rule)."""

@@ -108,3 +108,36 @@ def test_stage_changes_are_recorded_with_time() -> None:
         promoted, observed(), now=later, config=WORKLOAD
     ).status.stage_history
     assert [(h.stage, h.time) for h in history or []] == [("None", NOW), ("Production", later)]
+
+
+def _production(name: str, version: int, promoted: Any = None) -> Any:
+    from modelwerk.logic.model_version import ProductionVersion
+
+    return ProductionVersion(name, version, promoted)
+
+
+def test_only_the_most_recently_promoted_version_stays_in_production() -> None:
+    from modelwerk.logic.model_version import superseded_by
+
+    earlier = reconcile_model_version(
+        model_version("Production"), observed(), now=NOW, config=WORKLOAD
+    ).status
+    v1 = model_version("Production", status=earlier.to_k8s())
+    # v2 was promoted after v1 (its promotion not yet recorded): v1 archives itself.
+    later = NOW + timedelta(minutes=1)
+    others = ObservedModelVersion({}, [_production("iris-classifier-v2", 2)])
+    plan = reconcile_model_version(v1, others, now=later, config=WORKLOAD)
+    assert plan.spec_patch == {"stage": "Archived"}
+    assert [e.reason for e in plan.events] == ["ArchivedByNewerProduction"]
+    # An older Production version does not retire a newer one: that one archives itself.
+    assert (
+        superseded_by(v1, [_production("iris-classifier-v0", 0, NOW - timedelta(days=1))], later)
+        is None
+    )
+    # Two promotions seen at once: the higher version wins, on both sides.
+    fresh = model_version("Production")
+    assert superseded_by(fresh, [_production("iris-classifier-v2", 2)], NOW) == "iris-classifier-v2"
+    assert superseded_by(fresh, [_production("iris-classifier-v0", 0)], NOW) is None
+    assert (
+        superseded_by(model_version("Staging"), [_production("iris-classifier-v2", 2)], NOW) is None
+    )
