@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelwerk.api.base import ApiModel
-from modelwerk.api.conditions import READY, ConditionStatus, set_condition
+from modelwerk.api.conditions import ConditionStatus
 from modelwerk.api.v1alpha1.dataset import Dataset, DatasetStatus, InferredColumn, Violation
 from modelwerk.builders.dataset import (
     build_validation_job,
@@ -24,8 +24,9 @@ from modelwerk.builders.dataset import (
     validation_job_name,
 )
 from modelwerk.builders.workload import WorkloadConfig, build_artifact_pvc
-from modelwerk.logic.jobs import JobOutcome
+from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, ObjectKey, Plan
+from modelwerk.logic.status import with_ready
 
 VALIDATED = "Validated"
 
@@ -152,20 +153,16 @@ def _set(
     message: str,
     **fields: Any,
 ) -> DatasetStatus:
-    conditions = set_condition(
-        status.conditions, READY, ready, ready_reason, message, now=now, generation=generation
-    )
-    conditions = set_condition(
-        conditions, VALIDATED, validated, validated_reason, message, now=now, generation=generation
-    )
-    return status.model_copy(
-        update={
-            "observed_generation": generation,
-            "phase": phase,
-            "message": message,
-            "conditions": conditions,
-            **fields,
-        }
+    return with_ready(
+        status,
+        ready,
+        ready_reason,
+        message,
+        phase=phase,
+        generation=generation,
+        now=now,
+        also=[(VALIDATED, validated, validated_reason)],
+        **fields,
     )
 
 
@@ -259,10 +256,7 @@ def _judged(dataset: Dataset, job: JobOutcome, *, now: datetime) -> tuple[Datase
 
 def _failed(dataset: Dataset, job: JobOutcome, *, now: datetime) -> DatasetStatus:
     result = job.result or {}
-    reason = str(result.get("reason") or "ValidationFailed")
-    if not reason.isidentifier():
-        reason = "ValidationFailed"
-    detail = result.get("error") or result.get("message") or job.message or "no details"
+    reason, detail = failure(job, "ValidationFailed")
     return _set(
         dataset.status,
         generation=dataset.metadata.generation,

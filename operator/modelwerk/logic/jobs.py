@@ -91,3 +91,22 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobOutcome:
         or _time((failed or {}).get("lastTransitionTime")),
         exit_code=(terminated or {}).get("exitCode"),
     )
+
+
+def failure(job: JobOutcome, default_reason: str) -> tuple[str, str]:
+    """The CamelCase reason and the human detail of a Job that did not deliver.
+
+    The pod's own JSON result speaks first; the Job's condition and raw output after it.
+
+    >>> job = JobOutcome("j", "Failed", {"reason": "InvalidParams", "error": "bad n"}, None, None, None)
+    >>> failure(job, "TrainingFailed")
+    ('InvalidParams', 'bad n')
+    >>> failure(JobOutcome("j", "Failed", None, "DeadlineExceeded: too slow", None, None), "X")
+    ('X', 'DeadlineExceeded: too slow')
+    """
+    result = job.result or {}
+    reason = str(result.get("reason") or default_reason)
+    if not reason.isidentifier():  # a condition reason must be CamelCase
+        reason = default_reason
+    detail = result.get("error") or result.get("message") or job.message or "no details"
+    return reason, str(detail)

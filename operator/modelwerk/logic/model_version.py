@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from modelwerk.api.conditions import READY, ConditionStatus, set_condition
+from modelwerk.api.conditions import ConditionStatus
 from modelwerk.api.v1alpha1.model_version import ModelVersion, ModelVersionStatus, StageTransition
 from modelwerk.builders.model_version import build_verification_job, verification_job_name
 from modelwerk.builders.workload import WorkloadConfig
-from modelwerk.logic.jobs import JobOutcome
+from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, Plan
+from modelwerk.logic.status import with_ready
 
 VERIFIED = "Verified"
 _KEY_METRICS = ("accuracy", "f1", "r2", "rmse")
@@ -90,21 +91,17 @@ def reconcile_model_version(
     def with_state(
         phase: str, ready: ConditionStatus, reason: str, message: str, **extra: object
     ) -> ModelVersionStatus:
-        conditions = set_condition(
-            status.conditions, READY, ready, reason, message, now=now, generation=generation
-        )
-        conditions = set_condition(
-            conditions, VERIFIED, ready, reason, message, now=now, generation=generation
-        )
-        return status.model_copy(
-            update={
-                "observed_generation": generation,
-                "phase": phase,
-                "message": message,
-                "conditions": conditions,
-                **common,
-                **extra,
-            }
+        return with_ready(
+            status,
+            ready,
+            reason,
+            message,
+            phase=phase,
+            generation=generation,
+            now=now,
+            also=[(VERIFIED, ready, reason)],
+            **common,
+            **extra,
         )
 
     newer = superseded_by(mv, observed.other_production, now)
@@ -144,10 +141,7 @@ def reconcile_model_version(
             last_verified_time=job.completion_time or now,
         )
         return Plan(status=new, events=(Event("Normal", "Verified", message),))
-    reason = str(result.get("reason") or "VerificationFailed")
-    if not reason.isidentifier():
-        reason = "VerificationFailed"
-    detail = result.get("error") or job.message or "no details"
+    reason, detail = failure(job, "VerificationFailed")
     message = f"The artifact cannot be used: {detail}"
     new = with_state(
         "Failed", "False", reason, message, last_verified_time=job.completion_time or now

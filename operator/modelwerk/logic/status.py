@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from modelwerk.api.conditions import READY, ConditionStatus, set_condition
 from modelwerk.api.v1alpha1.common import StatusBase
@@ -20,16 +21,27 @@ def with_ready(
     phase: str,
     generation: int,
     now: datetime,
+    also: Iterable[tuple[str, ConditionStatus, str]] = (),
+    **fields: Any,
 ) -> S:
-    """``status`` for ``generation`` with its phase, message and Ready condition set."""
+    """``status`` for ``generation`` with its phase, message and Ready condition set.
+
+    ``also`` sets further conditions (type, status, reason) with the same message;
+    ``fields`` are other status fields to update.
+    """
     conditions = set_condition(
         status.conditions, READY, ready, reason, message, now=now, generation=generation
     )
+    for type_, state, why in also:
+        conditions = set_condition(
+            conditions, type_, state, why, message, now=now, generation=generation
+        )
     return status.model_copy(
         update={
             "observed_generation": generation,
             "phase": phase,
             "message": message,
             "conditions": conditions,
+            **fields,
         }
     )

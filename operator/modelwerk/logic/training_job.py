@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelwerk.api.base import ApiModel
-from modelwerk.api.conditions import READY, ConditionStatus, set_condition
+from modelwerk.api.conditions import ConditionStatus
 from modelwerk.api.v1alpha1.dataset import Dataset
 from modelwerk.api.v1alpha1.estimators import task_of
 from modelwerk.api.v1alpha1.model_version import (
@@ -34,8 +34,9 @@ from modelwerk.builders.training_job import (
     training_job_name,
 )
 from modelwerk.builders.workload import WorkloadConfig, build_artifact_pvc
-from modelwerk.logic.jobs import JobOutcome
+from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, Plan
+from modelwerk.logic.status import with_ready
 
 DATASET_READY = "DatasetReady"
 GATES_PASSED = "GatesPassed"
@@ -122,8 +123,9 @@ def _tensors(entries: Any) -> list[Tensor]:
     for entry in entries or []:
         if isinstance(entry, dict):
             tensors.append(Tensor.model_validate(entry))
-        else:  # compact form: [name, datatype]
-            tensors.append(Tensor(name=entry[0], datatype=entry[1]))
+        else:  # compact form: [name, datatype] or [name, datatype, shape]
+            shape = list(entry[2]) if len(entry) > 2 else [-1]
+            tensors.append(Tensor(name=entry[0], datatype=entry[1], shape=shape))
     return tensors
 
 
@@ -180,20 +182,16 @@ def _status(
     conditions: list[tuple[str, ConditionStatus, str]] = (),  # type: ignore[assignment]
     **fields: Any,
 ) -> TrainingJobStatus:
-    generation = tj.metadata.generation
-    current = set_condition(
-        tj.status.conditions, READY, ready, reason, message, now=now, generation=generation
-    )
-    for type_, state, why in conditions:
-        current = set_condition(current, type_, state, why, message, now=now, generation=generation)
-    return tj.status.model_copy(
-        update={
-            "observed_generation": generation,
-            "phase": phase,
-            "message": message,
-            "conditions": current,
-            **fields,
-        }
+    return with_ready(
+        tj.status,
+        ready,
+        reason,
+        message,
+        phase=phase,
+        generation=tj.metadata.generation,
+        now=now,
+        also=conditions,
+        **fields,
     )
 
 
@@ -279,10 +277,7 @@ def _start(
 
 def _failed(tj: TrainingJob, job: JobOutcome, *, now: datetime) -> Plan:
     result = job.result or {}
-    reason = str(result.get("reason") or "TrainingFailed")
-    if not reason.isidentifier():
-        reason = "TrainingFailed"
-    detail = result.get("error") or job.message or "no details"
+    reason, detail = failure(job, "TrainingFailed")
     message = f"Training Job {job.name} failed: {detail}"
     new = _status(
         tj,

@@ -37,7 +37,10 @@ def to_local(uri: str) -> str:
     '/mnt/data/iris/train.csv'
     """
     if uri.startswith("file://"):
-        return uri.removeprefix("file://")
+        path = uri.removeprefix("file://")
+        if ".." in path.split("/"):
+            raise StorageError(f"{uri!r} must not contain '..' segments")
+        return path
     if not uri.startswith("pvc://"):
         raise StorageError(f"{uri!r} is not a pvc:// or file:// URI")
     claim, _, path = uri.removeprefix("pvc://").partition("/")

@@ -124,8 +124,8 @@ class Violation(ApiModel):
     column: str | None = None
     """The column concerned, if any."""
     rule: str
-    """The rule: missingColumn, type, min, max, allowedValues, nullable, maxMissingFraction,
-    minRows, target, unreadable."""
+    """The rule: missingColumn, extraColumn, type, min, max, allowedValues, nullable,
+    maxMissingFraction, minRows, target."""
     observed: str | None = Field(default=None, max_length=1024)
     """What was found, for example the smallest value or the offending type."""
     count: int | None = Field(default=None, ge=0)

@@ -1,0 +1,88 @@
+"""Constructing the estimator a TrainingJob names, and checking its params and search space.
+
+Only names in :data:`~modelwerk.api.v1alpha1.estimators.ESTIMATORS` are importable, from the
+module recorded there: a TrainingJob must never be a way to import arbitrary code. Params are
+checked against the estimator's ``get_params()`` keys and validated eagerly, so a typo or an
+out-of-range value fails in a second with ``invalid params: …`` instead of minutes into a
+search.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from modelwerk.api.v1alpha1.estimators import ESTIMATORS
+from modelwerk.runtime.trainer.errors import TrainingFailure
+
+SEED_PARAM = "random_state"
+
+
+def estimator_class(name: str) -> type[Any]:
+    """The class of an allowlisted estimator; anything else is refused."""
+    if name not in ESTIMATORS:
+        raise TrainingFailure(
+            "EstimatorNotAllowed",
+            f"estimator {name!r} is not allowed; choose one of {', '.join(sorted(ESTIMATORS))}",
+        )
+    module, _ = ESTIMATORS[name]
+    cls: type[Any] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def param_names(cls: type[Any]) -> set[str]:
+    return set(cls().get_params(deep=False))
+
+
+def effective_params(cls: type[Any], params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``params`` checked for unknown names, plus ``random_state=seed`` where it applies."""
+    valid = param_names(cls)
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise TrainingFailure(
+            "InvalidParams",
+            f"invalid params: {cls.__name__} has no parameter {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(valid))}",
+        )
+    out = dict(params)
+    if SEED_PARAM in valid and SEED_PARAM not in out:
+        out[SEED_PARAM] = seed  # reproducible by default; an explicit value wins
+    return out
+
+
+def build(name: str, params: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
+    """(unfitted estimator, the params it was built with)."""
+    cls = estimator_class(name)
+    used = effective_params(cls, params, seed)
+    return construct(cls, used, where="estimator.params"), used
+
+
+def construct(cls: type[Any], params: dict[str, Any], where: str) -> Any:
+    try:
+        estimator = cls(**params)
+        # scikit-learn validates params at fit time; _validate_params (public behaviour since
+        # 1.2, private name) does the same check now, so bad values fail before any fitting.
+        validate = getattr(estimator, "_validate_params", None)
+        if callable(validate):
+            validate()
+    except (TypeError, ValueError) as error:
+        raise TrainingFailure("InvalidParams", f"invalid params in {where}: {error}") from error
+    return estimator
+
+
+def check_space(name: str, params: dict[str, Any], space: dict[str, list[Any]]) -> None:
+    """Every search-space name is a parameter and every candidate value is acceptable."""
+    cls = estimator_class(name)
+    valid = param_names(cls)
+    unknown = sorted(set(space) - valid)
+    if unknown:
+        raise TrainingFailure(
+            "InvalidParams",
+            f"invalid params: search.space names {', '.join(unknown)}, which "
+            f"{name} does not have; valid: {', '.join(sorted(valid))}",
+        )
+    for key, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise TrainingFailure("InvalidParams", f"invalid params: search.space.{key} is empty")
+        for index, value in enumerate(values):
+            construct(cls, {**params, key: value}, where=f"search.space.{key}[{index}]")
