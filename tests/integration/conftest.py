@@ -43,9 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # Seen once in ~10 runs: an asyncio transport of the in-process operator's (already closed)
 # event loop is garbage-collected during a later test. It is a teardown-order artefact of
 # running kopf in a thread of the test process, not a leak of a running operator.
-_TRANSPORT_GC = (
-    "ignore:Exception ignored in.*_SelectorTransport.__del__:pytest.PytestUnraisableExceptionWarning"
-)
+_TRANSPORT_GC = "ignore:Exception ignored in.*_SelectorTransport.__del__:pytest.PytestUnraisableExceptionWarning"
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
