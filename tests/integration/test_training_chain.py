@@ -342,3 +342,54 @@ def test_a_csv_over_http_gets_the_same_version_as_the_same_csv_on_a_claim(
     assert over_http["phase"] == on_claim["phase"] == "Ready", (over_http, on_claim)
     # Content addressing: the same bytes from two places are one version.
     assert over_http["version"] == on_claim["version"]
+
+
+def test_a_csv_in_s3_is_read_with_credentials_from_a_secret(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+) -> None:
+    """A local S3 (moto, on 127.0.0.1) stands in for the object store: there is no other here."""
+    import boto3
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
+        credentials = {
+            "AWS_ACCESS_KEY_ID": "modelwerk",
+            "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="modelwerk",
+            aws_secret_access_key="s3cr3t",
+        )
+        s3.create_bucket(Bucket="datasets")
+        s3.put_object(Bucket="datasets", Key="iris/iris.csv", Body=_iris_csv().encode())
+        admin_rest.create(
+            f"/api/v1/namespaces/{namespace}/secrets",
+            {
+                "metadata": {"name": "s3-credentials"},
+                "stringData": {**credentials, "AWS_ENDPOINT_URL": endpoint},
+            },
+        )
+        apply(
+            admin_rest,
+            namespace,
+            "Dataset",
+            source={"uri": "s3://datasets/iris/iris.csv", "secretRef": {"name": "s3-credentials"}},
+        )
+        ds = wait_until(
+            lambda: phase_is(
+                admin_rest, namespace, "datasets", "iris", "Ready", "Invalid", "Failed"
+            ),
+            timeout=120,
+            what="the s3 Dataset to be judged",
+        )
+    finally:
+        server.stop()
+    assert ds["phase"] == "Ready", ds
+    assert ds["rows"] == 150
