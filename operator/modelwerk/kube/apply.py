@@ -7,15 +7,18 @@ computed again and applying it twice changes nothing.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from modelwerk.api.base import Resource
-from modelwerk.kube.client import FIELD_MANAGER, Kube
+from modelwerk.kube.client import FIELD_MANAGER, ApiError, Kube
 from modelwerk.kube.resources import EVENTS, resource_of
 from modelwerk.logic.plan import Event, Plan
 
 _COMPONENT = "modelwerk-operator"
+
+logger = logging.getLogger(__name__)
 
 
 async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) -> bool:
@@ -49,7 +52,12 @@ async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) ->
             subresource="status",
         )
     for event in plan.events:
-        await post_event(kube, obj, event, now=now)
+        try:
+            await post_event(kube, obj, event, now=now)
+        except ApiError as exc:
+            # Events are best effort (a terminating namespace refuses them); the status,
+            # already written, is the record that matters.
+            logger.info("Could not record event %s on %s: %s", event.reason, obj.metadata.name, exc)
     return changed
 
 
