@@ -355,7 +355,7 @@ def test_a_csv_in_s3_is_read_with_credentials_from_a_secret(
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
+        endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
         credentials = {
             "AWS_ACCESS_KEY_ID": "modelwerk",
             "AWS_SECRET_ACCESS_KEY": "s3cr3t",

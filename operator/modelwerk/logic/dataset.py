@@ -255,7 +255,6 @@ def _judged(dataset: Dataset, job: JobOutcome, *, now: datetime) -> tuple[Datase
 
 
 def _failed(dataset: Dataset, job: JobOutcome, *, now: datetime) -> DatasetStatus:
-    result = job.result or {}
     reason, detail = failure(job, "ValidationFailed")
     return _set(
         dataset.status,

@@ -276,7 +276,6 @@ def _start(
 
 
 def _failed(tj: TrainingJob, job: JobOutcome, *, now: datetime) -> Plan:
-    result = job.result or {}
     reason, detail = failure(job, "TrainingFailed")
     message = f"Training Job {job.name} failed: {detail}"
     new = _status(

@@ -13,12 +13,12 @@ from pydantic import Field, model_validator
 
 from modelwerk.api.base import (
     ApiModel,
-    with_cel,
     CrdMeta,
     LocalObjectReference,
     PrinterColumn,
     Resource,
     ScaleSubresource,
+    with_cel,
 )
 from modelwerk.api.v1alpha1.common import ResourceName, ResourceRequirements, StatusBase
 from modelwerk.api.v1alpha1.model_version import Stage
