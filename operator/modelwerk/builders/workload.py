@@ -30,6 +30,8 @@ class WorkloadConfig:
     image: str
     image_pull_policy: str
     artifact_pvc: str
+    artifact_pvc_size: str = "5Gi"
+    artifact_storage_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,16 +135,15 @@ def build_job(
     }
 
 
-def build_artifact_pvc(
-    *, name: str, namespace: str, size: str, storage_class: str | None
-) -> dict[str, Any]:
+def build_artifact_pvc(config: WorkloadConfig, namespace: str) -> dict[str, Any]:
     """The namespace's artifact store; deliberately without an owner, so it outlives objects."""
+    name = config.artifact_pvc
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": size}},
+        "resources": {"requests": {"storage": config.artifact_pvc_size}},
     }
-    if storage_class:
-        spec["storageClassName"] = storage_class
+    if config.artifact_storage_class:
+        spec["storageClassName"] = config.artifact_storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",

@@ -7,11 +7,11 @@ the single reconcile path for it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import kopf
 
-from modelwerk import clock
 from modelwerk.api import GROUP, VERSION
 from modelwerk.api.base import Resource
 from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
@@ -26,52 +26,52 @@ from modelwerk.kube.observe import (
     observe_production,
     observe_training,
 )
-from modelwerk.logic.dataset import DatasetConfig, reconcile_dataset
+from modelwerk.logic.dataset import reconcile_dataset
 from modelwerk.logic.deployment import reconcile_deployment
 from modelwerk.logic.model_version import ObservedModelVersion, reconcile_model_version
 from modelwerk.logic.plan import Plan
-from modelwerk.logic.training_job import TrainingConfig, reconcile_training_job
+from modelwerk.logic.training_job import reconcile_training_job
 from modelwerk.metrics import record_training
 
 
 def _workload(ctx: Context) -> WorkloadConfig:
     s = ctx.settings
     return WorkloadConfig(
-        image=s.runtime_image, image_pull_policy=s.image_pull_policy, artifact_pvc=s.artifact_pvc
+        image=s.runtime_image,
+        image_pull_policy=s.image_pull_policy,
+        artifact_pvc=s.artifact_pvc,
+        artifact_pvc_size=s.artifact_pvc_size,
+        artifact_storage_class=s.artifact_storage_class,
     )
 
 
-async def _decide_dataset(ctx: Context, obj: Resource) -> Plan:
+async def _decide_dataset(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, Dataset)
-    s = ctx.settings
-    observed = await observe_dataset(ctx.kube, obj, s.artifact_pvc)
-    config = DatasetConfig(_workload(ctx), s.artifact_pvc_size, s.artifact_storage_class)
-    return reconcile_dataset(obj, observed, now=clock.now(), config=config)
+    observed = await observe_dataset(ctx.kube, obj, ctx.settings.artifact_pvc)
+    return reconcile_dataset(obj, observed, now=now, config=_workload(ctx))
 
 
-async def _decide_training_job(ctx: Context, obj: Resource) -> Plan:
+async def _decide_training_job(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, TrainingJob)
-    s = ctx.settings
-    observed = await observe_training(ctx.kube, obj, s.artifact_pvc)
-    config = TrainingConfig(_workload(ctx), s.artifact_pvc_size, s.artifact_storage_class)
-    plan = reconcile_training_job(obj, observed, now=clock.now(), config=config)
+    observed = await observe_training(ctx.kube, obj, ctx.settings.artifact_pvc)
+    plan = reconcile_training_job(obj, observed, now=now, config=_workload(ctx))
     record_training(obj, plan)
     return plan
 
 
-async def _decide_model_version(ctx: Context, obj: Resource) -> Plan:
+async def _decide_model_version(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, ModelVersion)
     meta = obj.metadata
     observed = ObservedModelVersion(
         jobs=await observe_jobs(ctx.kube, "ModelVersion", meta.namespace, meta.name),
         other_production=await observe_production(ctx.kube, obj),
     )
-    return reconcile_model_version(obj, observed, now=clock.now(), config=_workload(ctx))
+    return reconcile_model_version(obj, observed, now=now, config=_workload(ctx))
 
 
-async def _decide_deployment(ctx: Context, obj: Resource) -> Plan:
+async def _decide_deployment(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, Deployment)
-    return reconcile_deployment(obj, now=clock.now())
+    return reconcile_deployment(obj, now=now)
 
 
 RECONCILERS: dict[str, KindReconciler] = {

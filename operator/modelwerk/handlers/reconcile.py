@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import NamedTuple
 
 from pydantic import ValidationError
 
 from modelwerk import clock
-from modelwerk.api.base import Resource
+from modelwerk.api.base import ObjectMeta, Resource
 from modelwerk.api.v1alpha1.common import StatusBase
 from modelwerk.handlers.context import Context
 from modelwerk.kube.apply import apply_plan
@@ -33,7 +34,7 @@ class Key(NamedTuple):
     name: str
 
 
-Decide = Callable[[Context, Resource], Awaitable[Plan]]
+Decide = Callable[[Context, Resource, datetime], Awaitable[Plan]]
 """Observe what the object needs (children, referenced objects) and return the pure plan."""
 
 
@@ -55,7 +56,7 @@ async def reconcile(ctx: Context, kind: KindReconciler, key: Key) -> float | Non
         except ValidationError as exc:
             obj, plan = _invalid(kind.model, body, exc, now=now)
         else:
-            plan = await kind.decide(ctx, obj)
+            plan = await kind.decide(ctx, obj, now)
         await apply_plan(ctx.kube, obj, plan, now=now)
     except Exception:
         RECONCILES.labels(key.kind, "error").inc()
@@ -67,7 +68,7 @@ async def reconcile(ctx: Context, kind: KindReconciler, key: Key) -> float | Non
 
 
 def _invalid(
-    model: type[Resource], body: dict[str, object], exc: ValidationError, *, now: object
+    model: type[Resource], body: dict[str, object], exc: ValidationError, *, now: datetime
 ) -> tuple[Resource, Plan]:
     """An object the API server accepted but the operator cannot use: say why in its status.
 
@@ -85,7 +86,7 @@ def _invalid(
     shell = model.model_construct(
         api_version=str(body.get("apiVersion", "")),
         kind=str(body.get("kind", "")),
-        metadata=model.model_fields["metadata"].annotation.model_validate(body["metadata"]),  # type: ignore[union-attr]
+        metadata=ObjectMeta.model_validate(body["metadata"]),
         status=status,
     )
     generation = shell.metadata.generation
@@ -96,6 +97,6 @@ def _invalid(
         f"The spec is invalid: {problems}",
         phase=model.crd.failed_phase,
         generation=generation,
-        now=now,  # type: ignore[arg-type]
+        now=now,
     )
     return shell, Plan(status=status)

@@ -38,13 +38,6 @@ class ObservedDataset:
     artifact_pvc_exists: bool
 
 
-@dataclass(frozen=True)
-class DatasetConfig:
-    workload: WorkloadConfig
-    artifact_pvc_size: str
-    artifact_storage_class: str | None
-
-
 class ValidationResult(ApiModel):
     """The validation pod's termination message (see ``modelwerk.runtime.data.job``)."""
 
@@ -81,7 +74,7 @@ def refresh_epoch(dataset: Dataset, now: datetime) -> tuple[int, float | None]:
 
 
 def reconcile_dataset(
-    dataset: Dataset, observed: ObservedDataset, *, now: datetime, config: DatasetConfig
+    dataset: Dataset, observed: ObservedDataset, *, now: datetime, config: WorkloadConfig
 ) -> Plan:
     meta = dataset.metadata
     generation = meta.generation
@@ -94,14 +87,7 @@ def reconcile_dataset(
     events: list[Event] = []
 
     if not observed.artifact_pvc_exists:
-        create.append(
-            build_artifact_pvc(
-                name=config.workload.artifact_pvc,
-                namespace=meta.namespace,
-                size=config.artifact_pvc_size,
-                storage_class=config.artifact_storage_class,
-            )
-        )
+        create.append(build_artifact_pvc(config, meta.namespace))
     stale = [
         ObjectKey("batch/v1", "Job", meta.namespace, name)
         for name, other in observed.jobs.items()
@@ -118,7 +104,7 @@ def reconcile_dataset(
         new = status.model_copy(update={"observed_generation": generation})
     elif job is None or job.state in ("Pending", "Running"):
         if job is None:
-            create.append(build_validation_job(dataset, fingerprint, config.workload))
+            create.append(build_validation_job(dataset, fingerprint, config))
             events.append(
                 Event("Normal", "ValidationStarted", f"Started validation Job {job_name}")
             )

@@ -64,13 +64,6 @@ class ObservedTraining:
     artifact_pvc_exists: bool
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    workload: WorkloadConfig
-    artifact_pvc_size: str
-    artifact_storage_class: str | None
-
-
 class ArtifactResult(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
     uri: str
@@ -141,7 +134,7 @@ def signature_of(raw: dict[str, Any] | None) -> Signature | None:
 
 
 def reconcile_training_job(
-    tj: TrainingJob, observed: ObservedTraining, *, now: datetime, config: TrainingConfig
+    tj: TrainingJob, observed: ObservedTraining, *, now: datetime, config: WorkloadConfig
 ) -> Plan:
     meta = tj.metadata
     status = tj.status
@@ -202,7 +195,7 @@ def _start(
     job_name: str,
     *,
     now: datetime,
-    config: TrainingConfig,
+    config: WorkloadConfig,
 ) -> Plan:
     dataset = observed.dataset
     ref = tj.spec.dataset_ref.name
@@ -241,15 +234,8 @@ def _start(
         return Plan(status=new, requeue_after=WAIT_FOR_DATASET_SECONDS)
     create: list[dict[str, Any]] = []
     if not observed.artifact_pvc_exists:
-        create.append(
-            build_artifact_pvc(
-                name=config.workload.artifact_pvc,
-                namespace=tj.metadata.namespace,
-                size=config.artifact_pvc_size,
-                storage_class=config.artifact_storage_class,
-            )
-        )
-    create.append(build_training_job(tj, dataset, fingerprint, config.workload))
+        create.append(build_artifact_pvc(config, tj.metadata.namespace))
+    create.append(build_training_job(tj, dataset, fingerprint, config))
     message = f"Started training Job {job_name} on Dataset {ref} version {ds.short_version}"
     new = _status(
         tj,

@@ -7,13 +7,13 @@ from typing import Any
 from modelwerk.api.conditions import get_condition
 from modelwerk.api.v1alpha1 import Dataset
 from modelwerk.builders.dataset import validation_fingerprint, validation_job_name
-from modelwerk.logic.dataset import DatasetConfig, ObservedDataset, reconcile_dataset
+from modelwerk.logic.dataset import ObservedDataset, reconcile_dataset
 from modelwerk.logic.jobs import job_outcome
 from modelwerk.logic.plan import Plan
 
 from .conftest import NOW, WORKLOAD, job
 
-CONFIG = DatasetConfig(WORKLOAD, "5Gi", None)
+CONFIG = WORKLOAD
 VERSION = "sha256:" + "ab" * 32
 
 

@@ -14,13 +14,12 @@ from modelwerk.logic.plan import Plan
 from modelwerk.logic.training_job import (
     ObservedTraining,
     RegisteredVersion,
-    TrainingConfig,
     reconcile_training_job,
 )
 
 from .conftest import NOW, WORKLOAD, job
 
-CONFIG = TrainingConfig(WORKLOAD, "5Gi", None)
+CONFIG = WORKLOAD
 VERSION = "sha256:" + "cd" * 32
 SHA = "ef" * 32
 RESULT = {
