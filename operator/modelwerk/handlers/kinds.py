@@ -22,6 +22,7 @@ from modelwerk.handlers.reconcile import Key, KindReconciler
 from modelwerk.kube import resources
 from modelwerk.kube.observe import (
     observe_dataset,
+    observe_deployment,
     observe_jobs,
     observe_production,
     observe_training,
@@ -71,7 +72,8 @@ async def _decide_model_version(ctx: Context, obj: Resource, now: datetime) -> P
 
 async def _decide_deployment(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, Deployment)
-    return reconcile_deployment(obj, now=now)
+    observed = await observe_deployment(ctx.kube, obj)
+    return reconcile_deployment(obj, observed, now=now, config=_workload(ctx))
 
 
 RECONCILERS: dict[str, KindReconciler] = {
@@ -118,8 +120,24 @@ def _dependents(
         index = indices.get("modelversions_by_model") or {}
         model = body.get("spec", {}).get("model", "")
         siblings = index.get((namespace, model), [])
-        return [Key("ModelVersion", namespace, mv) for mv in siblings if mv != name]
+        serving = indices.get("deployments_by_model") or {}
+        users = [*serving.get((namespace, f"version:{name}"), []),
+                 *serving.get((namespace, f"model:{model}"), [])]  # fmt: skip
+        return [
+            *(Key("ModelVersion", namespace, mv) for mv in siblings if mv != name),
+            *(Key("Deployment", namespace, dep) for dep in users),
+        ]
     return []
+
+
+@kopf.index(GROUP, VERSION, "deployments", id="deployments_by_model")
+def deployments_by_model(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str | None, str], str]:
+    """A Deployment is woken when the version it pins, or any version of its model, changes."""
+    if spec.get("modelVersion"):
+        return {(namespace, f"version:{spec['modelVersion']}"): name}
+    return {(namespace, f"model:{spec.get('modelSelector', {}).get('model', '')}"): name}
 
 
 def _register_kind(kind: str, plural: str) -> None:

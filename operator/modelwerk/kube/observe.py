@@ -6,12 +6,16 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from modelwerk.api.v1alpha1 import Dataset, ModelVersion, TrainingJob
+from pydantic import ValidationError
+
+from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
 from modelwerk.builders.labels import OWNER_KIND, OWNER_NAME
+from modelwerk.builders.serving import DEPLOYMENT_LABEL, TRACK_LABEL, VERSION_LABEL
 from modelwerk.builders.training_job import RUN_LABEL, TRAINING_JOB_LABEL
 from modelwerk.kube import resources
 from modelwerk.kube.client import Kube
 from modelwerk.logic.dataset import ObservedDataset
+from modelwerk.logic.deployment import ObservedDeployment, TrackState
 from modelwerk.logic.jobs import JobOutcome, job_outcome
 from modelwerk.logic.model_version import ProductionVersion
 from modelwerk.logic.training_job import ObservedTraining, RegisteredVersion
@@ -91,3 +95,37 @@ async def observe_production(kube: Kube, mv: ModelVersion) -> list[ProductionVer
         )
         found.append(ProductionVersion(meta["name"], int(spec.get("version", 0)), promoted))
     return found
+
+
+def _track(body: dict[str, Any]) -> TrackState:
+    meta, status = body["metadata"], body.get("status", {})
+    deadline = any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+    )
+    return TrackState(
+        version=meta.get("labels", {}).get(VERSION_LABEL),
+        replicas=int(status.get("replicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        current=int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 0)),
+        deadline_exceeded=deadline,
+    )
+
+
+async def observe_deployment(kube: Kube, dep: Deployment) -> ObservedDeployment:
+    meta = dep.metadata
+    versions = []
+    for body in await kube.list(resources.MODEL_VERSIONS, meta.namespace):
+        try:
+            versions.append(ModelVersion.from_k8s(body))
+        except ValidationError:
+            continue  # reported on that ModelVersion's own status
+    tracks = {
+        body["metadata"].get("labels", {}).get(TRACK_LABEL, ""): _track(body)
+        for body in await kube.list(
+            resources.APPS_DEPLOYMENTS, meta.namespace, labels={DEPLOYMENT_LABEL: meta.name}
+        )
+    }
+    return ObservedDeployment(versions=versions, tracks=tracks)

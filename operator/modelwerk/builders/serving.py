@@ -1,0 +1,181 @@
+"""The serving workloads of a modelwerk Deployment: an apps/v1 Deployment per track, Services.
+
+A track (``stable`` now; ``canary``, ``blue``, ``green`` for progressive delivery) is one
+apps/v1 Deployment running the model server for one ModelVersion. Services select pods by
+the ``modelwerk.dev/deployment`` and ``modelwerk.dev/track`` labels, so moving traffic is a
+selector or replica change, never a pod restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelwerk.api.v1alpha1.deployment import Deployment
+from modelwerk.api.v1alpha1.model_version import ModelVersion
+from modelwerk.builders.labels import child_labels, child_name, owner_reference
+from modelwerk.builders.model_version import artifact_claim
+from modelwerk.builders.workload import (
+    PVC_ROOT,
+    RUNTIME_USER,
+    TERMINATION_MESSAGE_PATH,
+    WorkloadConfig,
+    pvc_mount_path,
+)
+
+DEPLOYMENT_LABEL = "modelwerk.dev/deployment"
+TRACK_LABEL = "modelwerk.dev/track"
+VERSION_LABEL = "modelwerk.dev/model-version"
+SERVER_PORT = 8080
+
+DEFAULT_SERVER_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+def track_name(dep: Deployment, track: str) -> str:
+    return child_name(dep.metadata.name, track)
+
+
+def selector(dep: Deployment, track: str | None = None) -> dict[str, str]:
+    labels = {DEPLOYMENT_LABEL: dep.metadata.name}
+    if track is not None:
+        labels[TRACK_LABEL] = track
+    return labels
+
+
+def server_args(dep: Deployment, mv: ModelVersion) -> list[str]:
+    server = dep.spec.server
+    args = [
+        "modelwerk", "serve",
+        "--model-uri", mv.spec.artifact.uri,
+        "--sha256", mv.spec.artifact.sha256,
+        "--name", mv.spec.model,
+        "--version", mv.metadata.name,
+        "--port", str(SERVER_PORT),
+        "--workers", str(server.workers),
+        "--max-batch-size", str(server.max_batch_size),
+        "--max-batch-delay-ms", f"{server.max_batch_delay_ms:g}",
+    ]  # fmt: skip
+    drift = dep.spec.monitoring.drift if dep.spec.monitoring else None
+    if drift is not None:
+        args += ["--drift-method", drift.method, "--drift-window", str(drift.window)]
+    return args
+
+
+def build_track(
+    dep: Deployment, mv: ModelVersion, track: str, replicas: int, config: WorkloadConfig
+) -> dict[str, Any]:
+    """The apps/v1 Deployment serving ``mv`` on ``track``; a new version rolls pods over with
+    no loss of capacity (maxUnavailable 0)."""
+    meta = dep.metadata
+    labels = child_labels(
+        dep,
+        "server",
+        **{DEPLOYMENT_LABEL: meta.name, TRACK_LABEL: track, VERSION_LABEL: mv.metadata.name},
+    )
+    claim = artifact_claim(mv.spec.artifact.uri)
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if claim:
+        volumes.append(
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "artifacts", "mountPath": pvc_mount_path(claim), "readOnly": True})
+    probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
+    resources = dep.spec.server.resources
+    container = {
+        "name": "server",
+        "image": config.image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": server_args(dep, mv),
+        "env": [
+            {"name": "MODELWERK_PVC_ROOT", "value": PVC_ROOT},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+        "readinessProbe": probe,
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 90},
+        "resources": (resources.to_k8s() if resources else None) or DEFAULT_SERVER_RESOURCES,
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": track_name(dep, track),
+            "namespace": meta.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(dep)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(dep, track)},
+            "progressDeadlineSeconds": dep.spec.progress_deadline_seconds,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(SERVER_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUNTIME_USER,
+                        "runAsGroup": RUNTIME_USER,
+                        "fsGroup": RUNTIME_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def build_service(dep: Deployment, name: str, track: str | None) -> dict[str, Any]:
+    """A Service in front of ``track`` (or of every track when ``track`` is None)."""
+    meta = dep.metadata
+    spec = dep.spec.service
+    port: dict[str, Any] = {"name": "http", "port": spec.port, "targetPort": "http"}
+    public = name == meta.name
+    if public and spec.type == "NodePort" and spec.node_port:
+        port["nodePort"] = spec.node_port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": meta.namespace,
+            "labels": child_labels(dep, "service", **{DEPLOYMENT_LABEL: meta.name}),
+            "ownerReferences": [owner_reference(dep)],
+        },
+        "spec": {
+            "type": spec.type if public else "ClusterIP",
+            "selector": selector(dep, track),
+            "ports": [port],
+        },
+    }

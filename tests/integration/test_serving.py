@@ -1,0 +1,110 @@
+"""A modelwerk Deployment on the real control plane: the resolved ModelVersion is served by an
+apps/v1 Deployment behind a Service, and the status says when it is available.
+
+The stand-in node marks the server pods Ready (the model server itself is tested for real in
+tests/unit/server; running it as a pod needs the node tier)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from tests.cluster.kopfrun import InProcessOperator
+from tests.cluster.node import StandInNode
+from tests.cluster.rest import Rest
+from tests.cluster.wait import wait_until
+
+GROUP = "/apis/modelwerk.dev/v1alpha1"
+
+
+def _verified_version(rest: Rest, node: StandInNode, namespace: str, n: int) -> str:
+    """A ModelVersion whose artifact really exists on the namespace's artifact volume."""
+    payload = f"model bytes {n}".encode()
+    sha = hashlib.sha256(payload).hexdigest()
+    folder = (
+        node.claims_dir / namespace / "modelwerk-artifacts" / "models" / "iris-classifier" / sha
+    )
+    folder.mkdir(parents=True)
+    (folder / "model.joblib").write_bytes(payload)
+    name = f"iris-classifier-v{n}"
+    rest.create(
+        f"{GROUP}/namespaces/{namespace}/modelversions",
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": name},
+            "spec": {
+                "model": "iris-classifier",
+                "version": n,
+                "task": "classification",
+                "artifact": {
+                    "uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{sha}/model.joblib",
+                    "sha256": sha,
+                },
+            },
+        },
+    )
+    wait_until(
+        lambda: (
+            rest.get(f"{GROUP}/namespaces/{namespace}/modelversions/{name}")
+            .get("status", {})
+            .get("phase")
+            == "Ready"
+        ),
+        timeout=60,
+        what=f"{name} to be verified",
+    )
+    return name
+
+
+def test_a_deployment_serves_the_newest_ready_version_behind_its_service(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
+) -> None:
+    node.auto(namespace, "app.kubernetes.io/component=verification", mode="run")
+    node.auto(namespace, "app.kubernetes.io/component=server", mode="ready")
+    _verified_version(admin_rest, node, namespace, 1)
+    admin_rest.create(
+        f"{GROUP}/namespaces/{namespace}/deployments",
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "Deployment",
+            "metadata": {"name": "iris"},
+            "spec": {
+                "modelSelector": {"model": "iris-classifier"},
+                "replicas": 2,
+                "service": {"type": "NodePort", "nodePort": 30080},
+            },
+        },
+    )
+    url = f"{GROUP}/namespaces/{namespace}/deployments/iris"
+
+    def healthy() -> dict[str, Any] | None:
+        status = admin_rest.get(url).get("status", {})
+        return status if status.get("phase") == "Healthy" else None
+
+    status = wait_until(healthy, timeout=90, what="the Deployment to be Healthy")
+    assert status["stableVersion"] == "iris-classifier-v1"
+    assert status["readyReplicas"] == 2
+    assert status["endpoints"]["stable"] == f"http://iris.{namespace}.svc:80"
+    service = admin_rest.get(f"/api/v1/namespaces/{namespace}/services/iris")
+    assert service["spec"]["selector"] == {
+        "modelwerk.dev/deployment": "iris",
+        "modelwerk.dev/track": "stable",
+    }
+    assert service["spec"]["ports"][0]["nodePort"] == 30080
+    # A newer verified version is picked up and rolled out in place.
+    _verified_version(admin_rest, node, namespace, 2)
+    wait_until(
+        lambda: (s := healthy()) and s["stableVersion"] == "iris-classifier-v2",
+        timeout=90,
+        what="v2 to be served",
+    )
+    history = admin_rest.get(url)["status"]["history"]
+    assert [h["version"] for h in history] == ["iris-classifier-v2", "iris-classifier-v1"]
+    # kubectl scale works through the scale subresource.
+    scale = admin_rest.get(url + "/scale")
+    assert (
+        scale["spec"]["replicas"] == 2
+        and scale["status"]["selector"] == "modelwerk.dev/deployment=iris"
+    )
+    assert 'modelwerk-operator" cannot' not in operator.output
