@@ -8,6 +8,7 @@ between creating the ModelVersion and writing the status cannot register a secon
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -172,7 +173,7 @@ def _status(
     ready: ConditionStatus,
     reason: str,
     message: str,
-    conditions: list[tuple[str, ConditionStatus, str]] = (),  # type: ignore[assignment]
+    conditions: Iterable[tuple[str, ConditionStatus, str]] = (),
     **fields: Any,
 ) -> TrainingJobStatus:
     return with_ready(
