@@ -215,6 +215,14 @@ async def test_bad_request(
     assert message in response.json()["error"]
 
 
+async def test_wrong_method_names_the_allowed_one(
+    iris_app: ModelServer, client_for: Client
+) -> None:
+    async with client_for(iris_app) as client:
+        response = await client.delete("/v2/models/iris")
+    assert response.status_code == 405 and response.headers["allow"] == "GET"
+
+
 async def test_malformed_json(iris_app: ModelServer, client_for: Client) -> None:
     async with client_for(iris_app) as client:
         broken = await client.post(

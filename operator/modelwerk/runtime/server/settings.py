@@ -1,0 +1,85 @@
+"""Server settings: environment variables ``MODELWERK_SERVER_*`` or ``modelwerk serve`` flags.
+
+The operator sets the environment (one source of truth for the pod spec); flags exist for
+running by hand. With ``--workers`` > 1 the CLI exports the resolved settings back into the
+environment so that every worker process builds the same :class:`ServerSettings`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelwerk.runtime.artifacts import MODEL_CARD_FILE
+
+ENV_PREFIX = "MODELWERK_SERVER_"
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``modelwerk serve`` can be told; field ``x_y`` is env ``MODELWERK_SERVER_X_Y``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", protected_namespaces=(), frozen=True
+    )
+
+    model_uri: str = Field(min_length=1)
+    """The ``model.joblib`` to serve (pvc://, file://, a local path, or any fsspec URL)."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Expected sha256 of the artifact. Required: the server refuses to unpickle without it."""
+    model_name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """The name clients use in ``/v2/models/<name>``."""
+    version: str | None = Field(default=None, min_length=1, max_length=253)
+    """Version label (metrics, V2 ``model_version``); defaults to the first 12 hex of sha256."""
+    model_card_uri: str | None = None
+    """The model card; defaults to ``model-card.json`` next to the model."""
+    profile_uri: str | None = None
+    """Reference profile for drift; defaults to the model card's dataset profile."""
+    drift_enabled: bool = True
+    """Compute drift when a profile is available."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes; each loads the model and keeps its own drift and feedback state."""
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    """Most requests merged into one predict call."""
+    max_batch_delay_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Longest a request waits for others, and only while more requests are arriving."""
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Larger request bodies are refused with 413."""
+
+    drift_method: Literal["psi", "ks"] = "psi"
+    """The method behind ``modelwerk_model_drift_score`` (both are exported per feature)."""
+    drift_window: int = Field(default=1000, ge=10, le=100_000)
+    """Most recent input rows compared with the profile."""
+    drift_min_rows: int = Field(default=50, ge=1)
+    """Rows needed before drift is reported (capped at the window)."""
+    drift_interval_seconds: float = Field(default=10.0, ge=0)
+    """Drift is recomputed at most this often (lazily, at scrape time)."""
+
+    feedback_capacity: int = Field(default=10_000, ge=1)
+    """Predictions remembered by request id for feedback (LRU)."""
+    feedback_window: int = Field(default=1000, ge=1)
+    """Labelled rows behind the rolling live accuracy / MAE."""
+
+    access_log: bool = False
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @property
+    def resolved_card_uri(self) -> str:
+        if self.model_card_uri:
+            return self.model_card_uri
+        return posixpath.join(posixpath.dirname(self.model_uri.rstrip("/")), MODEL_CARD_FILE)
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as ``MODELWERK_SERVER_*`` variables (for worker processes)."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[ENV_PREFIX + name.upper()] = (
+                    str(value).lower() if isinstance(value, bool) else str(value)
+                )
+        return env
