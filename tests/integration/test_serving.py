@@ -108,3 +108,41 @@ def test_a_deployment_serves_the_newest_ready_version_behind_its_service(
         and scale["status"]["selector"] == "modelwerk.dev/deployment=iris"
     )
     assert 'modelwerk-operator" cannot' not in operator.output
+
+
+def test_a_tampered_artifact_never_becomes_ready(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
+) -> None:
+    node.auto(namespace, "app.kubernetes.io/component=verification", mode="run")
+    claimed = hashlib.sha256(b"the bytes that were trained").hexdigest()
+    folder = (
+        node.claims_dir / namespace / "modelwerk-artifacts" / "models" / "iris-classifier" / claimed
+    )
+    folder.mkdir(parents=True)
+    (folder / "model.joblib").write_bytes(b"the bytes someone swapped in")
+    admin_rest.create(
+        f"{GROUP}/namespaces/{namespace}/modelversions",
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": "iris-classifier-v1"},
+            "spec": {
+                "model": "iris-classifier",
+                "version": 1,
+                "task": "classification",
+                "artifact": {
+                    "uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{claimed}/model.joblib",
+                    "sha256": claimed,
+                },
+            },
+        },
+    )
+    url = f"{GROUP}/namespaces/{namespace}/modelversions/iris-classifier-v1"
+    status = wait_until(
+        lambda: (s := admin_rest.get(url).get("status", {})).get("phase") == "Failed" and s,
+        timeout=60,
+        what="verification to refuse the artifact",
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "HashMismatch")
+    assert "the artifact was altered" in ready["message"]

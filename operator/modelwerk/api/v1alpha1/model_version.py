@@ -158,7 +158,7 @@ class ModelVersion(Resource):
             PrinterColumn("Version", ".spec.version", "integer"),
             PrinterColumn("Stage", ".spec.stage"),
             PrinterColumn("Metric", ".status.keyMetric"),
-            PrinterColumn("Dataset-Version", ".spec.lineage.datasetVersion", priority=1),
+            PrinterColumn("Dataset-Version", ".spec.lineage.datasetVersion"),
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),
