@@ -8,6 +8,7 @@ selector or replica change, never a pod restart.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from modelwerk.api.v1alpha1.deployment import Deployment
@@ -15,8 +16,9 @@ from modelwerk.api.v1alpha1.model_version import ModelVersion
 from modelwerk.builders.labels import child_labels, child_name, owner_reference
 from modelwerk.builders.model_version import artifact_claim
 from modelwerk.builders.workload import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
     PVC_ROOT,
-    RUNTIME_USER,
     TERMINATION_MESSAGE_PATH,
     WorkloadConfig,
     pvc_mount_path,
@@ -105,12 +107,7 @@ def build_track(
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     return {
         "apiVersion": "apps/v1",
@@ -141,13 +138,7 @@ def build_track(
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUNTIME_USER,
-                        "runAsGroup": RUNTIME_USER,
-                        "fsGroup": RUNTIME_USER,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": copy.deepcopy(POD_SECURITY),
                     "containers": [container],
                     "volumes": volumes,
                 },

@@ -8,6 +8,7 @@ their result as JSON in the termination message.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,21 @@ from modelwerk.api.v1alpha1.common import ResourceRequirements
 PVC_ROOT = "/var/run/modelwerk/pvc"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 RUNTIME_USER = 65532
+
+# The restricted Pod Security Standard, for every pod the operator creates.
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUNTIME_USER,
+    "runAsGroup": RUNTIME_USER,
+    "fsGroup": RUNTIME_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
@@ -79,12 +95,7 @@ def build_pod_spec(workload: Workload, config: WorkloadConfig) -> dict[str, Any]
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     if workload.secret_env:
         container["envFrom"] = [{"secretRef": {"name": workload.secret_env}}]
@@ -92,13 +103,7 @@ def build_pod_spec(workload: Workload, config: WorkloadConfig) -> dict[str, Any]
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUNTIME_USER,
-            "runAsGroup": RUNTIME_USER,
-            "fsGroup": RUNTIME_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(POD_SECURITY),
         "containers": [container],
         "volumes": volumes,
     }
