@@ -103,6 +103,8 @@ def build_track(
             "failureThreshold": 6,
         },
         "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 90},
+        # Endpoints drop a terminating pod asynchronously: keep answering meanwhile.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
         "resources": (resources.to_k8s() if resources else None) or DEFAULT_SERVER_RESOURCES,
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
