@@ -18,17 +18,26 @@ OWNER_NAME = "modelwerk.dev/owner-name"
 MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
-def child_labels(owner: Resource, component: str, **extra: str) -> dict[str, str]:
+def managed_labels(**extra: str) -> dict[str, str]:
+    """Labels of everything the operator creates, owned or not (artifact claims, versions)."""
     return {
-        "app.kubernetes.io/name": "modelwerk",
-        "app.kubernetes.io/instance": owner.metadata.name,
-        "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/part-of": "modelwerk",
-        OWNER_KIND: owner.crd.kind,
-        OWNER_NAME: owner.metadata.name,
         **extra,
     }
+
+
+def child_labels(owner: Resource, component: str, **extra: str) -> dict[str, str]:
+    return managed_labels(
+        **{
+            "app.kubernetes.io/name": "modelwerk",
+            "app.kubernetes.io/instance": owner.metadata.name,
+            "app.kubernetes.io/component": component,
+            OWNER_KIND: owner.crd.kind,
+            OWNER_NAME: owner.metadata.name,
+            **extra,
+        }
+    )
 
 
 def owner_reference(owner: Resource) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from modelwerk.api.v1alpha1.dataset import Dataset
 from modelwerk.api.v1alpha1.model_version import ModelVersion, ModelVersionSpec
 from modelwerk.api.v1alpha1.training_job import TrainingJob
-from modelwerk.builders.labels import child_labels, child_name, owner_reference
+from modelwerk.builders.labels import child_labels, child_name, managed_labels, owner_reference
 from modelwerk.builders.workload import Workload, WorkloadConfig, build_job, build_pod_spec
 
 TRAINING_JOB_LABEL = "modelwerk.dev/training-job"
@@ -86,13 +86,13 @@ def build_model_version(
         "metadata": {
             "name": model_version_name(spec.model, version),
             "namespace": tj.metadata.namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "modelwerk",
-                "app.kubernetes.io/part-of": "modelwerk",
-                MODEL_LABEL: spec.model,
-                TRAINING_JOB_LABEL: tj.metadata.name,
-                RUN_LABEL: fingerprint,
-            },
+            "labels": managed_labels(
+                **{
+                    MODEL_LABEL: spec.model,
+                    TRAINING_JOB_LABEL: tj.metadata.name,
+                    RUN_LABEL: fingerprint,
+                }
+            ),
         },
         "spec": spec.to_k8s(),
     }

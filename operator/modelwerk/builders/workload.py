@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelwerk.api.v1alpha1.common import ResourceRequirements
+from modelwerk.builders.labels import managed_labels
 
 PVC_ROOT = "/var/run/modelwerk/pvc"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -155,11 +156,7 @@ def build_artifact_pvc(config: WorkloadConfig, namespace: str) -> dict[str, Any]
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "modelwerk",
-                "app.kubernetes.io/part-of": "modelwerk",
-                "app.kubernetes.io/component": "artifact-store",
-            },
+            "labels": managed_labels(**{"app.kubernetes.io/component": "artifact-store"}),
         },
         "spec": spec,
     }

@@ -15,7 +15,7 @@ import kopf
 from modelwerk.api import GROUP, VERSION
 from modelwerk.api.base import Resource
 from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
-from modelwerk.builders.labels import MANAGED_BY, OWNER_KIND, OWNER_NAME
+from modelwerk.builders.labels import MANAGED_SELECTOR, OWNER_KIND, OWNER_NAME
 from modelwerk.builders.workload import WorkloadConfig
 from modelwerk.handlers.context import Context
 from modelwerk.handlers.reconcile import Key, KindReconciler
@@ -176,7 +176,7 @@ def _register_child(rt: resources.ResourceType) -> None:
         rt.version,
         rt.plural,
         id=f"{rt.plural}-{rt.group or 'core'}-wakes-owner",
-        labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+        labels=MANAGED_SELECTOR,
     )
     def _child_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
         key = _owner_key(dict(labels), namespace) if namespace else None

@@ -27,7 +27,6 @@ class Credentials:
     token_file: str | None
     cert_path: str | None
     key_path: str | None
-    default_namespace: str | None = None
     _token_read_at: float = 0.0
 
     def bearer_token(self) -> str | None:
