@@ -10,14 +10,17 @@ from pydantic import ValidationError
 
 from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
 from modelwerk.builders.labels import OWNER_KIND, OWNER_NAME
+from modelwerk.builders.retraining import NUMBER_ANNOTATION, RETRAINING_LABEL
 from modelwerk.builders.serving import DEPLOYMENT_LABEL, TRACK_LABEL, VERSION_LABEL
 from modelwerk.builders.training_job import RUN_LABEL, TRAINING_JOB_LABEL
 from modelwerk.kube import resources
 from modelwerk.kube.client import Kube
 from modelwerk.logic.dataset import ObservedDataset
-from modelwerk.logic.deployment import ObservedDeployment, TrackState
+from modelwerk.logic.deployment import ObservedDeployment
+from modelwerk.logic.drift import DriftInput, RetrainingRun, wants_drift_sample
 from modelwerk.logic.jobs import JobOutcome, job_outcome
 from modelwerk.logic.model_version import ProductionVersion
+from modelwerk.logic.rollout import TrackState
 from modelwerk.logic.training_job import ObservedTraining, RegisteredVersion
 
 
@@ -114,7 +117,7 @@ def _track(body: dict[str, Any]) -> TrackState:
     )
 
 
-async def observe_deployment(kube: Kube, dep: Deployment) -> ObservedDeployment:
+async def observe_deployment(kube: Kube, dep: Deployment, now: datetime) -> ObservedDeployment:
     meta = dep.metadata
     versions = []
     for body in await kube.list(resources.MODEL_VERSIONS, meta.namespace):
@@ -122,10 +125,55 @@ async def observe_deployment(kube: Kube, dep: Deployment) -> ObservedDeployment:
             versions.append(ModelVersion.from_k8s(body))
         except ValidationError:
             continue  # reported on that ModelVersion's own status
+    owned = {DEPLOYMENT_LABEL: meta.name}
     tracks = {
         body["metadata"].get("labels", {}).get(TRACK_LABEL, ""): _track(body)
-        for body in await kube.list(
-            resources.APPS_DEPLOYMENTS, meta.namespace, labels={DEPLOYMENT_LABEL: meta.name}
-        )
+        for body in await kube.list(resources.APPS_DEPLOYMENTS, meta.namespace, labels=owned)
     }
-    return ObservedDeployment(versions=versions, tracks=tracks)
+    services = frozenset(
+        body["metadata"]["name"]
+        for body in await kube.list(resources.SERVICES, meta.namespace, labels=owned)
+    )
+    return ObservedDeployment(
+        versions=versions,
+        tracks=tracks,
+        services=services,
+        drift=await _observe_drift(kube, dep, now),
+    )
+
+
+async def _observe_drift(kube: Kube, dep: Deployment, now: datetime) -> DriftInput:
+    monitoring = dep.spec.monitoring
+    if monitoring is None or monitoring.drift is None:
+        return DriftInput()
+    meta = dep.metadata
+    runs = [
+        RetrainingRun(
+            name=body["metadata"]["name"],
+            phase=(body.get("status") or {}).get("phase"),
+            number=_int(body["metadata"].get("annotations", {}).get(NUMBER_ANNOTATION)),
+        )
+        for body in await kube.list(
+            resources.TRAINING_JOBS, meta.namespace, labels={RETRAINING_LABEL: meta.name}
+        )
+    ]
+    template = None
+    if monitoring.retraining is not None:
+        body = await kube.get(
+            resources.TRAINING_JOBS, meta.namespace, monitoring.retraining.training_job_ref.name
+        )
+        try:
+            template = TrainingJob.from_k8s(body) if body else None
+        except ValidationError:
+            template = None
+    sample = None
+    if wants_drift_sample(dep, now):
+        sample = "drift sampling is not wired yet"
+    return DriftInput(sample=sample, runs=runs, template=template)
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0

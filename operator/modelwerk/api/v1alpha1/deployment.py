@@ -333,6 +333,12 @@ class AnalysisRun(ApiModel):
     """Why it ended as it did."""
     sample: MetricSample | None = None
     """The sample the next measurement is taken against."""
+    successful: int = 0
+    """Measurement rounds in which every check passed."""
+    failed: int = 0
+    """Rounds in which a check failed or could not be measured."""
+    inconclusive: int = 0
+    """Rounds without enough data for a verdict."""
 
 
 class RolloutRecord(ApiModel):
