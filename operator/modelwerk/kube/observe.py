@@ -134,11 +134,16 @@ async def observe_deployment(kube: Kube, dep: Deployment, now: datetime) -> Obse
         body["metadata"]["name"]
         for body in await kube.list(resources.SERVICES, meta.namespace, labels=owned)
     )
+    routing = dep.spec.traffic_routing
+    route = None
+    if routing is not None and routing.http_route is not None:
+        route = await kube.get(resources.HTTP_ROUTES, meta.namespace, routing.http_route.name)
     return ObservedDeployment(
         versions=versions,
         tracks=tracks,
         services=services,
         drift=await _observe_drift(kube, dep, now),
+        route=route,
     )
 
 

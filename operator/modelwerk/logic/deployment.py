@@ -41,6 +41,7 @@ from modelwerk.logic.rollout import (
     strategy_name,
     with_state,
 )
+from modelwerk.logic.routing import route_patch
 from modelwerk.logic.status import with_ready
 
 WAIT_FOR_MODEL_SECONDS = 30.0
@@ -57,6 +58,8 @@ class ObservedDeployment:
     sample: MetricSample | str | None = None
     """Metrics of the idle color's pods, when an analysis needs them."""
     drift: DriftInput = field(default_factory=DriftInput)
+    route: dict[str, Any] | None = None
+    """The HTTPRoute named in trafficRouting, when it exists."""
 
 
 def resolve(dep: Deployment, versions: list[ModelVersion]) -> tuple[ModelVersion | None, str, str]:
@@ -93,6 +96,7 @@ def reconcile_deployment(
 ) -> Plan:
     meta, spec = dep.metadata, dep.spec
     target, reason, why = resolve(dep, observed.versions)
+    route = _route(dep, observed.route)
     decision = decide(
         RolloutInput(
             dep=dep,
@@ -100,6 +104,7 @@ def reconcile_deployment(
             tracks=observed.tracks,
             command=pending_command(meta.annotations, dep.status.last_command),
             sample=observed.sample,
+            route_problem=route.problem,
             now=now,
         )
     )
@@ -156,6 +161,7 @@ def reconcile_deployment(
         status=status,
         apply=tuple(apply),
         delete=tuple(delete),
+        patch=route.patches(dep, decision),
         create=tuple(drift.create),
         events=(*decision.events, *drift.events),
         requeue_after=requeue,
@@ -195,6 +201,44 @@ def _children(
         elif name in observed.services:
             delete.append(ObjectKey("v1", "Service", meta.namespace, name))
     return apply, delete
+
+
+@dataclass(frozen=True)
+class _Route:
+    body: dict[str, Any] | None
+    problem: str | None
+
+    def patches(
+        self, dep: Deployment, decision: Decision
+    ) -> tuple[tuple[ObjectKey, dict[str, Any]], ...]:
+        if self.body is None or self.problem:
+            return ()
+        state = decision.state
+        weight = (state.canary_weight or 0) if state.canary_version else 0
+        patch, _ = route_patch(
+            self.body, dep.metadata.name, canary_service_name(dep), dep.spec.service.port, weight
+        )
+        if patch is None:
+            return ()
+        key = ObjectKey(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            dep.metadata.namespace,
+            self.body["metadata"]["name"],
+        )
+        return ((key, patch),)
+
+
+def _route(dep: Deployment, body: dict[str, Any] | None) -> _Route:
+    routing = dep.spec.traffic_routing
+    if routing is None or routing.http_route is None:
+        return _Route(None, None)
+    if body is None:
+        return _Route(None, f"HTTPRoute {routing.http_route.name} not found")
+    _, problem = route_patch(
+        body, dep.metadata.name, canary_service_name(dep), dep.spec.service.port, 0
+    )
+    return _Route(body, problem)
 
 
 def _endpoints(dep: Deployment) -> Endpoints:

@@ -69,6 +69,8 @@ class RolloutInput:
     command: Command | None = None
     sample: MetricSample | str | None = None
     """The idle color's metrics, when ``wants_sample`` asked for them (a string: why not)."""
+    route_problem: str | None = None
+    """Why the HTTPRoute named for exact weights cannot carry them, if it cannot."""
     now: datetime = field(default_factory=lambda: datetime.min)
 
 
@@ -615,6 +617,8 @@ class _Machine:
             self.d.split = not exact and weight > 0
             if (paused := self.frozen(target)) is not None:
                 return paused
+            if exact and self.inp.route_problem:
+                return self.say("Progressing", "RouteNotReady", self.inp.route_problem)
             if index >= len(steps):
                 return self.finish_canary(target)
             step, where = steps[index], f"step {index + 1}/{len(steps)}"

@@ -79,6 +79,7 @@ class Sim:
         *,
         sample: MetricSample | str | None = None,
         drift: DriftInput | None = None,
+        route: dict[str, Any] | None = None,
     ) -> Plan:
         observed = ObservedDeployment(
             versions=list(self.versions),
@@ -86,6 +87,7 @@ class Sim:
             services=frozenset(self.services),
             sample=sample,
             drift=drift or DriftInput(),
+            route=route,
         )
         plan = reconcile_deployment(self.dep, observed, now=self.now, config=WORKLOAD)
         self.dep = self.dep.model_copy(update={"status": plan.status})

@@ -415,3 +415,66 @@ def test_drift_within_threshold_and_missing_metrics_are_reported() -> None:
     sim.step(seconds=30, drift=DriftInput(sample="no serving pod answered"))
     assert condition(sim, "DriftDetected") == ("Unknown", "MetricsUnavailable")
     assert sim.status.phase == "Healthy"
+
+
+# -- exact weights through an HTTPRoute --------------------------------------------------------
+
+ROUTED = {
+    "strategy": {"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}},
+    "trafficRouting": {"httpRoute": {"name": "iris-route"}},
+}
+
+
+def route(weights: tuple[int, int] | None = None) -> dict[str, object]:
+    refs: list[dict[str, object]] = [{"name": "iris", "port": 80}]
+    if weights:
+        refs = [
+            {"name": "iris", "port": 80, "weight": weights[0]},
+            {"name": "iris-canary", "port": 80, "weight": weights[1]},
+        ]
+    return {
+        "metadata": {"name": "iris-route", "namespace": "ns", "resourceVersion": "5"},
+        "spec": {"rules": [{"matches": [{"path": {"value": "/"}}], "backendRefs": refs}]},
+    }
+
+
+def test_a_named_route_gets_exact_weights_once_the_canary_is_ready() -> None:
+    sim = healthy_on_v1(**ROUTED)
+    sim.set_spec(modelVersion=V2)
+    plan = sim.step(route=route())
+    assert sim.tracks["green"].replicas == 2 and sim.tracks["blue"].replicas == 4
+    assert next(p for _, p in plan.patch)["spec"]["rules"][0]["backendRefs"][1]["weight"] == 0
+    plan = sim.step(route=route((100, 0)))
+    ((key, patch),) = plan.patch
+    assert (key.kind, key.name) == ("HTTPRoute", "iris-route")
+    assert patch["metadata"]["resourceVersion"] == "5"
+    rule = patch["spec"]["rules"][0]
+    assert rule["matches"] == [{"path": {"value": "/"}}], "the rest of the rule is kept"
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [
+        ("iris", 70),
+        ("iris-canary", 30),
+    ]
+    assert sim.stable_selector()["modelwerk.dev/track"] == "blue", (
+        "the route splits, not the Service"
+    )
+    assert sim.status.actual_weight == 30
+    assert sim.step(route=route((70, 30))).patch == (), "nothing to change"
+    sim.command("promote")
+    sim.until(lambda s: s.status.stable_version == V2, route=route((70, 30)))
+    weights = [
+        b["weight"] for _, p in sim.plans[-1].patch for b in p["spec"]["rules"][0]["backendRefs"]
+    ]
+    assert weights == [100, 0]
+
+
+def test_a_missing_route_holds_the_canary_until_the_deadline() -> None:
+    sim = healthy_on_v1(**ROUTED, progressDeadlineSeconds=60)
+    sim.set_spec(modelVersion=V2)
+    sim.step()
+    sim.step()
+    assert condition(sim, "Ready")[1] == "RouteNotReady"
+    assert "HTTPRoute iris-route not found" in (sim.status.message or "")
+    assert sim.status.canary_weight is None
+    sim.step(seconds=61)
+    sim.step()
+    assert sim.status.phase == "Aborted"
