@@ -54,6 +54,7 @@ def test_blue_green_switches_the_service_only_after_the_new_pods_are_ready(
         timeout=60,
         what="the green color to run v2",
     )
+    operator.restart()
     # Green pods exist but are not Ready: users still get blue, the preview Service shows green.
     for _ in range(3):
         assert stable_selector(admin_rest, namespace)[TRACK] == "blue"

@@ -453,7 +453,7 @@ class Deployment(Resource):
             PrinterColumn("Version", ".status.stableVersion"),
             PrinterColumn("Canary", ".status.canaryVersion", priority=1),
             PrinterColumn("Strategy", ".status.strategy"),
-            PrinterColumn("Weight", ".status.canaryWeight", "integer"),
+            PrinterColumn("Weight", ".status.actualWeight", "integer"),
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),
