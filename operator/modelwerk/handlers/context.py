@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelwerk.handlers.workqueue import WorkQueue
 from modelwerk.kube.client import Kube
+from modelwerk.kube.scrape import MetricsReader
 from modelwerk.settings import OperatorSettings
 
 
@@ -14,3 +15,5 @@ class Context:
     settings: OperatorSettings
     kube: Kube
     queue: WorkQueue
+    metrics: MetricsReader = field(default_factory=MetricsReader)
+    """Reads the serving pods' (or Prometheus') metrics for analysis and drift."""

@@ -72,7 +72,7 @@ async def _decide_model_version(ctx: Context, obj: Resource, now: datetime) -> P
 
 async def _decide_deployment(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, Deployment)
-    observed = await observe_deployment(ctx.kube, obj, now)
+    observed = await observe_deployment(ctx.kube, ctx.metrics, obj, now)
     plan = reconcile_deployment(obj, observed, now=now, config=_workload(ctx))
     record_rollout(obj, plan)
     return plan

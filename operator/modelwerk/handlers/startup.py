@@ -73,6 +73,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
     if ctx is not None:
         await ctx.queue.stop()
         await ctx.kube.close()
+        await ctx.metrics.close()
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         server.shutdown()
