@@ -1,14 +1,15 @@
 """``kubectl modelwerk`` against the real API server, run as a user runs it: the installed
 ``kubectl-modelwerk`` executable in a subprocess, with a kubeconfig.
 
-No operator runs in these tests (no ``operator`` fixture). Where a test needs the operator's
-answer to a command, the test itself writes status.lastCommand, as the operator would, and says
-so. What the operator does with each verb is tested with the operator.
+Most tests run no operator (no ``operator`` fixture): where one needs the operator's answer to
+a command, the test itself writes status.lastCommand, as the operator would, and says so. The
+last two steer real rollouts with the operator running under its own RBAC.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -25,8 +26,17 @@ import pytest
 import yaml
 
 from tests.cluster.controlplane import ControlPlane, write_kubeconfig
+from tests.cluster.kopfrun import InProcessOperator
+from tests.cluster.node import StandInNode
 from tests.cluster.rest import Rest
 from tests.cluster.wait import wait_until
+from tests.integration.serving import (
+    create_deployment,
+    status,
+    tracks,
+    verified_version,
+    wait_for_status,
+)
 from tests.unit.plugin.objects import canary_at
 
 PLUGIN = Path(sys.executable).with_name("kubectl-modelwerk")
@@ -250,7 +260,7 @@ def test_status_renders_a_status_the_operator_wrote(
         f"Namespace:       {namespace}",
         "Model:           iris-classifier (follows the newest Ready version)",
         "Phase:           Paused",
-        "Message:         step 2/5: paused until promoted",
+        "Message:         step 2/5: paused at 20% until promoted",
         "Strategy:        Canary",
         "Stable:          iris-classifier-v1",
         "Canary:          iris-classifier-v2",
@@ -301,15 +311,14 @@ def test_list_and_history(admin_rest: Rest, namespace: str, kubeconfig: Path) ->
     assert listed.returncode == 0, listed
     rows = [line.split() for line in listed.stdout.splitlines()]
     assert rows[0] == ["NAME", "MODEL", "VERSION", "CANARY", "STRATEGY", "WEIGHT", "PHASE", "AGE"]
-    assert rows[1][:8] == [
+    assert rows[1][:7] == [
         "iris",
         "iris-classifier",
         "iris-classifier-v1",
         "iris-classifier-v2",
         "Canary",
-        "40%",
-        "(asked",
-        "50%)",
+        "20%",
+        "Progressing",
     ]
     assert rows[2][:7] == ["wine", "-", "-", "-", "-", "-", "-"]
 
@@ -486,3 +495,126 @@ def _read_until(lines: queue.Queue[str], wanted: str, timeout: float = 60) -> li
         seen.append(line)
         if line == wanted:
             return seen
+
+
+# -- with the operator ------------------------------------------------------------------------
+
+V1, V2 = "iris-classifier-v1", "iris-classifier-v2"
+
+
+def _paused_canary(
+    rest: Rest, node: StandInNode, namespace: str, steps: list[dict[str, Any]]
+) -> str:
+    """A canary from v1 to v2 (2 replicas, every serving pod Ready) waiting at its step 2."""
+    node.auto(namespace, "app.kubernetes.io/component=verification", mode="run")
+    node.auto(namespace, "app.kubernetes.io/component=server", mode="ready")
+    verified_version(rest, node, namespace, 1)
+    verified_version(rest, node, namespace, 2)
+    path = create_deployment(
+        rest, namespace, modelVersion=V1, replicas=2, strategy={"canary": {"steps": steps}}
+    )
+    wait_for_status(rest, path, lambda s: s.get("phase") == "Healthy", what="v1 to be served")
+    rest.merge_patch(path, {"spec": {"modelVersion": V2}})
+    wait_for_status(
+        rest,
+        path,
+        lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
+        what="the canary to wait at step 2",
+    )
+    return path
+
+
+def _acted(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """The fields the plugin printed after the operator acted on its command."""
+    assert result.returncode == 0, result
+    head, *rest = result.stdout.splitlines()[1:]
+    assert "the operator acted on" in head, result.stdout
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in rest)}
+
+
+def test_promote_pause_and_resume_a_canary_with_the_operator(
+    admin_rest: Rest,
+    namespace: str,
+    node: StandInNode,
+    operator: InProcessOperator,
+    kubeconfig: Path,
+) -> None:
+    path = _paused_canary(
+        admin_rest, node, namespace, [{"setWeight": 50}, {"pause": {}}, {"pause": {}}]
+    )
+    plugin = functools.partial(run, kubeconfig, "-n", namespace)
+    shown = plugin("status", "iris").stdout.splitlines()
+    assert "  ▶  2  pause until promoted" in shown
+    assert "  kubectl modelwerk promote iris   to go on" in shown
+
+    promoted = _acted(plugin("promote", "iris", "--timeout", "60s"))
+    assert promoted["Phase"] == "Paused"
+    assert promoted["Message"] == "step 3/3: paused at 50% until promoted"
+    assert promoted["Weight"] == "50% asked, 50% actual"
+
+    paused = _acted(plugin("pause", "iris", "--timeout", "60s"))
+    assert paused["Paused"] == "yes (send `resume` to continue)"
+    assert status(admin_rest, path)["paused"] is True
+    shown = plugin("status", "iris").stdout.splitlines()
+    assert "Phase: Paused (paused by a person)" in [" ".join(line.split()) for line in shown]
+    assert "  ▶  3  pause until promoted" in shown
+
+    # resume also ends a pause step without a duration: the canary goes on to full promotion.
+    assert _acted(plugin("resume", "iris", "--timeout", "60s"))["Stable"] in (V1, V2)
+    wait_for_status(
+        admin_rest,
+        path,
+        lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == V2,
+        what="full promotion",
+    )
+    history = plugin("history", "iris")
+    assert [line.split()[:2] for line in history.stdout.splitlines()[:2]] == [
+        ["VERSION", "OUTCOME"],
+        [V2, "Promoted"],
+    ]
+    events = admin_rest.get(
+        f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=iris"
+    )["items"]
+    acted_on = sorted(e["message"] for e in events if e["reason"] == "Command")
+    assert acted_on == ["Acting on pause", "Acting on promote", "Acting on resume"]
+
+
+def test_abort_and_retry_a_canary_with_the_operator(
+    admin_rest: Rest,
+    namespace: str,
+    node: StandInNode,
+    operator: InProcessOperator,
+    kubeconfig: Path,
+) -> None:
+    path = _paused_canary(admin_rest, node, namespace, [{"setWeight": 50}, {"pause": {}}])
+    plugin = functools.partial(run, kubeconfig, "-n", namespace)
+
+    aborted = _acted(plugin("abort", "iris", "--timeout", "60s"))
+    assert (aborted["Phase"], aborted["Stable"]) == ("Aborted", V1)
+    assert "Rolling out" not in aborted
+    shown = plugin("status", "iris").stdout.splitlines()
+    assert ["Phase:", "Aborted"] in [line.split() for line in shown]
+    assert "  kubectl modelwerk retry iris   to roll the aborted version out again" in shown
+    wait_until(
+        lambda: tracks(admin_rest, namespace) == {"blue": (V1, 2)},
+        timeout=60,
+        what="all traffic back on v1",
+    )
+
+    retried = _acted(plugin("retry", "iris", "--timeout", "60s"))
+    assert retried["Phase"] in ("Progressing", "Paused") and retried["Rolling out"] == V2
+    wait_for_status(
+        admin_rest,
+        path,
+        lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
+        what="the retried canary to wait at step 2",
+    )
+    _acted(plugin("promote", "iris", "--full", "--timeout", "60s"))
+    wait_for_status(
+        admin_rest,
+        path,
+        lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == V2,
+        what="full promotion",
+    )
+    outcomes = [line.split()[:2] for line in plugin("history", "iris").stdout.splitlines()[1:]]
+    assert outcomes[:2] == [[V2, "Promoted"], [V2, "Aborted"]]

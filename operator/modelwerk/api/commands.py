@@ -4,6 +4,9 @@ A person (or ``kubectl modelwerk``) writes ``<verb>`` or ``<verb>@<id>`` into th
 the operator acts on a value once, when it differs from ``status.lastCommand``, and then records
 it there. The spec is never touched, so GitOps tools see no drift. Senders make each value unique
 with an id; the plugin uses the UTC time with microseconds.
+
+Shared by both sides: ``kubectl modelwerk`` writes values with ``command_value``, the operator
+reads them (``modelwerk.logic.commands``).
 """
 
 from __future__ import annotations
@@ -28,17 +31,3 @@ def command_value(verb: Verb, at: datetime) -> str:
     'abort@20261122T101500.000000Z'
     """
     return f"{verb}@{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
-
-
-def parse_command(value: str) -> tuple[str, str | None]:
-    """Split an annotation value into its verb and optional id (the verb is not validated).
-
-    >>> parse_command("promote@20261122T101500.123456Z")
-    ('promote', '20261122T101500.123456Z')
-    >>> parse_command(" resume ")
-    ('resume', None)
-    >>> parse_command("abort@")
-    ('abort', None)
-    """
-    verb, _, ident = value.strip().partition("@")
-    return verb.strip(), ident.strip() or None

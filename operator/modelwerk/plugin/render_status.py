@@ -91,15 +91,18 @@ def bound_text(metric: str, check: Mapping[str, Any]) -> str:
     return ""
 
 
-def step_text(step: Mapping[str, Any], analysis: Mapping[str, Any]) -> str:
-    """One canary step: its weight, its pause, or the analysis it runs.
+def step_text(step: Mapping[str, Any], analysis: Mapping[str, Any] | None) -> str:
+    """One canary step: its weight, its pause, or the analysis it runs (``analysis`` is the
+    spec's, None when the spec has none).
 
-    >>> step_text({"setWeight": 20}, {}), step_text({"pause": {}}, {})
+    >>> step_text({"setWeight": 20}, None), step_text({"pause": {}}, None)
     ('setWeight 20%', 'pause until promoted')
-    >>> step_text({"pause": {"durationSeconds": 90}}, {})
+    >>> step_text({"pause": {"durationSeconds": 90}}, None)
     'pause 1m30s'
     >>> step_text({"analysis": {"count": 5}}, {"checks": [{"metric": "errorRate", "max": 0.01}]})
     'analysis: errorRate ≤ 1.00%; 5 measurements 30s apart'
+    >>> step_text({"analysis": {}}, None)
+    'analysis: none configured (spec.analysis), passes at once'
     """
     if "setWeight" in step:
         return f"setWeight {percent(step['setWeight'])}"
@@ -107,6 +110,8 @@ def step_text(step: Mapping[str, Any], analysis: Mapping[str, Any]) -> str:
         duration = mapping(step["pause"]).get("durationSeconds")
         return f"pause {seconds_text(duration)}" if duration is not None else "pause until promoted"
     if "analysis" in step:
+        if analysis is None:
+            return "analysis: none configured (spec.analysis), passes at once"
         settings = {**_DEFAULT_ANALYSIS, **analysis}
         count = mapping(step["analysis"]).get("count") or settings["count"]
         checks = [check_text(c) for c in items(analysis.get("checks"))] or ["pods Ready"]
@@ -128,7 +133,9 @@ class _View:
         strategy = mapping(self.spec.get("strategy"))
         self.canary = mapping(strategy.get("canary")) if "canary" in strategy else None
         self.bluegreen = mapping(strategy.get("blueGreen")) if "blueGreen" in strategy else None
-        self.analysis = mapping(self.spec.get("analysis"))
+        self.analysis = (
+            mapping(self.spec["analysis"]) if self.spec.get("analysis") is not None else None
+        )
         self.phase = self.status.get("phase")
         self.in_rollout = bool(self.status.get("canaryVersion"))
         index = self.status.get("currentStepIndex")
@@ -308,7 +315,7 @@ class _View:
         if not runs:
             return ""
         checks: dict[str, list[Mapping[str, Any]]] = {}
-        for check in items(self.analysis.get("checks")):
+        for check in items((self.analysis or {}).get("checks")):
             checks.setdefault(str(check.get("metric")), []).append(check)
         blocks = ["Analysis runs:"]
         for run in runs:
@@ -404,6 +411,9 @@ class _View:
             hints.append(("resume", "to continue"))
         elif self.phase == "Aborted":
             hints.append(("retry", "to roll the aborted version out again"))
+        elif "AnalysisInconclusive" in reasons:
+            hints.append(("resume", "to measure again"))
+            hints.append(("promote", "to go on without this analysis"))
         elif "WaitingForPromotion" in reasons or self._indefinite_pause():
             hints.append(("promote", "to go on"))
         if self.in_rollout and self.phase != "Aborted":

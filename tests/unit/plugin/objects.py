@@ -1,6 +1,10 @@
 """Representative modelwerk Deployments as the API server returns them (camelCase JSON), at the
 states a person steering a rollout sees: a canary at each of its steps, a blue-green rollout
-waiting for promotion, an aborted rollout, and a fresh object the operator has not seen yet."""
+waiting for promotion, an aborted rollout, and a fresh object the operator has not seen yet.
+
+Shapes and messages follow what the operator writes (modelwerk.logic.rollout): the step weight
+is recorded once its pods are Ready, and an abort ends the rollout (no canary version or step
+index) but keeps its analysis runs."""
 
 from __future__ import annotations
 
@@ -78,19 +82,31 @@ def _canary_spec() -> dict[str, Any]:
     }
 
 
-# What each step leaves in the status: phase, message, weights asked/actual.
-_AT_STEP: list[tuple[str, str, int, int]] = [
-    ("Progressing", "step 1/5: shifting 20% of traffic to iris-classifier-v2", 20, 0),
-    ("Paused", "step 2/5: paused until promoted", 20, 20),
-    ("Progressing", "step 3/5: shifting 50% of traffic to iris-classifier-v2", 50, 40),
-    ("Progressing", "step 4/5: analysis running", 50, 50),
-    ("Paused", "step 5/5: pausing for 2m", 50, 50),
+# What each step leaves in the status: phase, reason, message, weights asked/actual.
+_AT_STEP: list[tuple[str, str, str, int | None, int]] = [
+    (
+        "Progressing",
+        "RollingOut",
+        "step 1/5: starting 1 pod(s) of iris-classifier-v2 for 20%",
+        None,
+        0,
+    ),
+    ("Paused", "PausedByStep", "step 2/5: paused at 20% until promoted", 20, 20),
+    (
+        "Progressing",
+        "RollingOut",
+        "step 3/5: starting 2 pod(s) of iris-classifier-v2 for 50%",
+        20,
+        20,
+    ),
+    ("Progressing", "AnalysisRunning", "Analysis step-4: measuring", 50, 50),
+    ("Paused", "PausedByStep", "step 5/5: paused at 50% for 120s", 50, 50),
 ]
 
 
 def canary_at(step: int) -> dict[str, Any]:
     """A canary from v1 to v2 at ``step`` (0-based) of CANARY_STEPS."""
-    phase, message, asked, actual = _AT_STEP[step]
+    phase, reason, message, asked, actual = _AT_STEP[step]
     status: dict[str, Any] = {
         "observedGeneration": 2,
         "phase": phase,
@@ -100,16 +116,16 @@ def canary_at(step: int) -> dict[str, Any]:
         "stableVersion": "iris-classifier-v1",
         "canaryVersion": "iris-classifier-v2",
         "currentStepIndex": step,
-        "canaryWeight": asked,
         "actualWeight": actual,
         "replicas": 5,
         "readyReplicas": 5 if actual == asked else 4,
         "rolloutStartTime": ago(600),
         "progressTime": ago(30),
         "conditions": [
-            _condition("Ready", "True", "Available", "iris-classifier-v1 serves", 86400),
-            _condition("Available", "True", "Available", "4/4 stable pods ready", 86400),
-            _condition("Progressing", "True", "RollingOut", message, 600),
+            _condition("Ready", "False", reason, message, 600),
+            _condition("Available", "True", reason, message, 86400),
+            _condition("Degraded", "False", reason, message, 86400),
+            _condition("Progressing", "True", reason, message, 600),
         ],
         "endpoints": {
             "stable": "http://iris.demo.svc:80",
@@ -127,6 +143,8 @@ def canary_at(step: int) -> dict[str, Any]:
             },
         ],
     }
+    if asked is not None:
+        status["canaryWeight"] = asked
     if phase == "Paused" and step == 4:
         status["pauseStartTime"] = ago(75)
     if step == 1:
@@ -160,7 +178,7 @@ def canary_at(step: int) -> dict[str, Any]:
 
 def blue_green_waiting() -> dict[str, Any]:
     """v2 is Ready on green behind the preview Service; autoPromote is off."""
-    message = "fraud-v2 is ready on green; waiting for promote"
+    message = "fraud-v2 is Ready behind the preview Service; promote to switch"
     return {
         "apiVersion": "modelwerk.dev/v1alpha1",
         "kind": "Deployment",
@@ -183,7 +201,8 @@ def blue_green_waiting() -> dict[str, Any]:
             "readyReplicas": 6,
             "rolloutStartTime": ago(240),
             "conditions": [
-                _condition("Ready", "True", "Available", "fraud-v1 serves", 7200),
+                _condition("Ready", "False", "WaitingForPromotion", message, 120),
+                _condition("Available", "True", "WaitingForPromotion", message, 7200),
                 _condition("Progressing", "True", "WaitingForPromotion", message, 120),
             ],
             "endpoints": {
@@ -197,11 +216,12 @@ def blue_green_waiting() -> dict[str, Any]:
 def aborted() -> dict[str, Any]:
     """The step-4 analysis failed: the rollout aborted and all traffic is back on v1."""
     obj = canary_at(3)
-    reason = "analysis step-4 failed: errorRate 4.20% > 1.00%"
+    reason = "Analysis step-4 failed: errorRate 0.042 above 0.01"
+    for ended in ("canaryVersion", "currentStepIndex", "canaryWeight", "rolloutStartTime"):
+        del obj["status"][ended]
     obj["status"] |= {
         "phase": "Aborted",
         "message": reason,
-        "canaryWeight": 0,
         "actualWeight": 0,
         "readyReplicas": 4,
         "replicas": 4,
@@ -209,9 +229,10 @@ def aborted() -> dict[str, Any]:
         "abortedGeneration": 2,
         "lastCommand": "pause@20261122T100000.000000Z",
         "conditions": [
-            _condition("Ready", "True", "Available", "iris-classifier-v1 serves", 86400),
+            _condition("Ready", "False", "AnalysisFailed", reason, 20),
+            _condition("Available", "True", "AnalysisFailed", reason, 86400),
             _condition("Degraded", "True", "AnalysisFailed", reason, 20),
-            _condition("Progressing", "False", "RolloutAborted", reason, 20),
+            _condition("Progressing", "False", "AnalysisFailed", reason, 20),
         ],
         "analysisRuns": [
             {

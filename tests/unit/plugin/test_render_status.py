@@ -66,13 +66,13 @@ def test_the_current_timed_pause_says_how_long_is_left() -> None:
 def test_the_summary_has_versions_step_weights_and_replicas() -> None:
     text = render_status(canary_at(2), NOW)
     assert field(text, "Phase") == "Progressing"
-    assert field(text, "Message") == "step 3/5: shifting 50% of traffic to iris-classifier-v2"
+    assert field(text, "Message") == "step 3/5: starting 2 pod(s) of iris-classifier-v2 for 50%"
     assert field(text, "Strategy") == "Canary"
     assert field(text, "Stable") == "iris-classifier-v1"
     assert field(text, "Canary") == "iris-classifier-v2"
     assert field(text, "Step") == "3/5"
-    assert field(text, "Weight") == "50% asked, 40% actual"
-    assert field(text, "Replicas") == "4 desired, 5 current, 4 ready"
+    assert field(text, "Weight") == "20% asked, 20% actual"
+    assert field(text, "Replicas") == "4 desired, 5 current, 5 ready"
     assert field(text, "Model") == "iris-classifier (follows the newest Ready version)"
     assert field(text, "Rollout started") == "10m ago"
 
@@ -107,7 +107,13 @@ def test_conditions_endpoints_and_drift() -> None:
     text = render_status(canary_at(1), NOW)
     conditions = section(text, "Conditions:")
     assert conditions[0].split() == ["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]
-    assert conditions[3].split()[:4] == ["Progressing", "True", "RollingOut", "10m"]
+    assert [row.split()[0] for row in conditions[1:]] == [
+        "Ready",
+        "Available",
+        "Degraded",
+        "Progressing",
+    ]
+    assert conditions[4].split()[:4] == ["Progressing", "True", "PausedByStep", "10m"]
     endpoints = section(text, "Endpoints:")
     assert [line.split() for line in endpoints] == [
         ["stable:", "http://iris.demo.svc:80"],
@@ -152,28 +158,44 @@ def test_blue_green_waiting_for_promotion() -> None:
     assert [h.split()[2] for h in section(text, "Next:")] == ["promote", "abort"]
 
 
-def test_an_aborted_rollout_marks_the_failed_step_and_suggests_retry() -> None:
+def test_an_aborted_rollout_says_what_failed_and_suggests_retry() -> None:
     text = render_status(aborted(), NOW)
     assert field(text, "Phase") == "Aborted"
-    assert field(text, "Message") == "analysis step-4 failed: errorRate 4.20% > 1.00%"
-    assert field(text, "Aborted").startswith("iris-classifier-v2 at generation 2;")
-    assert field(text, "Weight") == "0% asked, 0% actual"
-    assert [line[2] for line in section(text, "Steps:")] == [DONE, DONE, DONE, FAILED, " "]
+    assert field(text, "Message") == "Analysis step-4 failed: errorRate 0.042 above 0.01"
+    assert field(text, "Aborted") == (
+        "iris-classifier-v2 at generation 2; not retried until the spec changes or `retry` is sent"
+    )
+    assert field(text, "Weight") == "- asked, 0% actual"  # all traffic is back on stable
+    for ended in ("Canary", "Step", "Rollout started"):
+        assert not has_field(text, ended)
+    assert [line[2] for line in section(text, "Steps:")] == [" "] * 5  # the rollout ended
     run = section(text, "Analysis runs:")
     assert run[0].split()[:2] == ["step-4", "Failed"]
-    assert run[1].strip() == "analysis step-4 failed: errorRate 4.20% > 1.00%"
+    assert run[1].strip() == "Analysis step-4 failed: errorRate 0.042 above 0.01"
     assert run[3].split()[:5] == ["errorRate", "4.20%", "≤", "1.00%", "Failed"]
+    assert section(text, "Conditions:")[3].split()[:3] == ["Degraded", "True", "AnalysisFailed"]
     assert section(text, "Next:") == [
         "  kubectl modelwerk retry iris   to roll the aborted version out again"
     ]
 
 
-def test_an_aborted_rollout_without_a_canary_version_still_marks_the_failed_step() -> None:
+def test_an_aborted_rollout_that_keeps_its_step_index_marks_the_step_it_failed_at() -> None:
     obj = aborted()
-    del obj["status"]["canaryVersion"]
+    obj["status"]["currentStepIndex"] = 3
     text = render_status(obj, NOW)
-    assert not has_field(text, "Canary")
+    assert field(text, "Step") == "4/5"
     assert [line[2] for line in section(text, "Steps:")] == [DONE, DONE, DONE, FAILED, " "]
+
+
+def test_an_inconclusive_analysis_suggests_resume_or_promote() -> None:
+    obj = canary_at(3)
+    message = (
+        "Analysis step-4 inconclusive (too few requests); resume to measure again, promote to go on"
+    )
+    obj["status"] |= {"phase": "Paused", "message": message}
+    obj["status"]["conditions"][3] |= {"reason": "AnalysisInconclusive", "message": message}
+    hints = section(render_status(obj, NOW), "Next:")
+    assert [h.split()[2] for h in hints] == ["resume", "promote", "abort"]
 
 
 def test_a_fresh_object_shows_its_spec_and_says_the_operator_has_not_seen_it() -> None:
@@ -186,7 +208,7 @@ def test_a_fresh_object_shows_its_spec_and_says_the_operator_has_not_seen_it() -
     assert "operator has not seen this Deployment" in field(text, "Note")
     steps = section(text, "Steps:")
     assert [line[2] for line in steps] == [" "] * 5  # no rollout, no markers
-    assert steps[3].endswith("analysis: pods Ready; 3 measurements 30s apart")
+    assert steps[3].endswith("analysis: none configured (spec.analysis), passes at once")
     for absent in ("Conditions:", "Analysis runs:", "Endpoints:", "Next:"):
         assert absent not in text
 
