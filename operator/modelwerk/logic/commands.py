@@ -1,20 +1,14 @@
-"""Manual control of a rollout: the ``modelwerk.dev/command`` annotation protocol.
+"""The operator's side of manual control: which annotation value to act on now.
 
-A person (or ``kubectl modelwerk``) writes ``<verb>`` or ``<verb>@<id>`` into the annotation;
-the operator acts on each distinct value once and records it in ``status.lastCommand``. The
-spec is never touched, so a GitOps tool has nothing to fight over, and the id lets the same
-verb be sent twice.
+The protocol (annotation key, verbs, value format) is defined in ``modelwerk.api.commands``,
+shared with ``kubectl modelwerk``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
-COMMAND_ANNOTATION = "modelwerk.dev/command"
-
-Verb = Literal["promote", "promote-full", "abort", "pause", "resume", "retry"]
-VERBS: tuple[str, ...] = get_args(Verb)
+from modelwerk.api.commands import COMMAND_ANNOTATION, VERBS
 
 
 @dataclass(frozen=True)

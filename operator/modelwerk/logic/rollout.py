@@ -520,7 +520,9 @@ class _Machine:
         assert version is not None
         self.record(version, "Aborted", message)
         self.event("Warning", "RolloutAborted", message)
+        step = s.current_step_index
         self.end_rollout()
+        s.current_step_index = step  # kept, so the status still shows where it stopped
         s.aborted_version = version
         s.aborted_generation = self.dep.metadata.generation
         s.scale_down_time = None
