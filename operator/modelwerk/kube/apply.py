@@ -3,11 +3,18 @@
 Children go before the status so that a status never claims something (a Job started, a
 Service switched) that a crash could leave undone; on the next reconcile the same Plan is
 computed again and applying it twice changes nothing.
+
+Before writing anything, a plan with several children is tried as a whole with a server-side
+dry run, and every child it would apply is checked to be the owner's own: a spec the API
+server refuses for one child (a node port already taken, a quantity a pod cannot have) or a
+name already used by an object someone else owns raises :class:`ChildRefused` with nothing
+written, never a half-created set of children or a take-over of a stranger's Service.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +28,70 @@ _COMPONENT = "modelwerk-operator"
 logger = logging.getLogger(__name__)
 
 
-async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) -> bool:
-    """Apply ``plan`` to the cluster; returns whether the status changed."""
+_REFUSALS = (400, 422)
+"""The API server's answers to a child that cannot exist as specified (not transient)."""
+
+
+class ChildRefused(Exception):
+    """A child of the plan cannot be written; nothing of the plan was."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _describe(child: dict[str, Any]) -> str:
+    return f"{child['kind']} {child['metadata']['name']}"
+
+
+def _controlled_by(existing: dict[str, Any], uid: str) -> bool:
+    refs = existing.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("controller") and ref.get("uid") == uid for ref in refs)
+
+
+async def _preflight(kube: Kube, obj: Resource, plan: Plan) -> None:
     for child in plan.apply:
-        await kube.apply(child)
+        meta = child["metadata"]
+        rt = resource_of(child["apiVersion"], child["kind"])
+        existing = await kube.get(rt, meta.get("namespace"), meta["name"])
+        if existing is not None and not _controlled_by(existing, obj.metadata.uid):
+            raise ChildRefused(
+                "NameTaken",
+                f"{_describe(child)} already exists and does not belong to this "
+                f"{obj.crd.kind}; rename one of them",
+            )
+    if len(plan.apply) + len(plan.create) < 2:
+        return  # a single write is all or nothing by itself
+    for child in plan.apply:
+        await _refusing(kube.apply(child, dry_run=True), child)
     for new in plan.create:
-        await kube.create(new)
+        await _refusing(kube.create(new, dry_run=True), new)
+
+
+async def _refusing(write: Awaitable[Any], child: dict[str, Any]) -> None:
+    try:
+        await write
+    except ApiError as exc:
+        if exc.status not in _REFUSALS:
+            raise
+        raise ChildRefused(
+            "ChildRefused", f"The API server refused {_describe(child)}: {exc.message}"
+        ) from None
+
+
+async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) -> bool:
+    """Apply ``plan`` to the cluster; returns whether the status changed.
+
+    Raises :class:`ChildRefused` when a child cannot be written as planned.
+    """
+    await _preflight(kube, obj, plan)
+    # Services first: the one write a race can still refuse after the dry run (two objects
+    # claiming one node port at once) then comes before anything that would be left behind.
+    for child in sorted(plan.apply, key=lambda c: c["kind"] != "Service"):
+        await _refusing(kube.apply(child), child)
+    for new in plan.create:
+        await _refusing(kube.create(new), new)
     for key in plan.delete:
         await kube.delete(resource_of(key.api_version, key.kind), key.namespace, key.name)
     for key, body in plan.patch:
