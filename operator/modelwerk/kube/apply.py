@@ -13,7 +13,10 @@ written, never a half-created set of children or a take-over of a stranger's Ser
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
@@ -50,7 +53,34 @@ def _controlled_by(existing: dict[str, Any], uid: str) -> bool:
     return any(ref.get("controller") and ref.get("uid") == uid for ref in refs)
 
 
+_CHECKED: OrderedDict[str, str] = OrderedDict()
+"""Object uid -> digest of the last set of children that passed the preflight. Most reconciles
+(resyncs, events that change nothing) plan exactly the children they planned before; those
+were checked then, so they cost no extra reads or dry runs now."""
+_CHECKED_LIMIT = 10_000
+
+
+def _digest(plan: Plan) -> str:
+    children = json.dumps([plan.apply, plan.create], sort_keys=True, default=str)
+    return hashlib.sha256(children.encode()).hexdigest()
+
+
 async def _preflight(kube: Kube, obj: Resource, plan: Plan) -> None:
+    if not plan.apply and not plan.create:
+        return
+    uid, digest = obj.metadata.uid, _digest(plan)
+    if uid and _CHECKED.get(uid) == digest:
+        _CHECKED.move_to_end(uid)
+        return
+    await _check(kube, obj, plan)
+    if uid:
+        _CHECKED[uid] = digest
+        _CHECKED.move_to_end(uid)
+        while len(_CHECKED) > _CHECKED_LIMIT:
+            _CHECKED.popitem(last=False)
+
+
+async def _check(kube: Kube, obj: Resource, plan: Plan) -> None:
     for child in plan.apply:
         meta = child["metadata"]
         rt = resource_of(child["apiVersion"], child["kind"])
