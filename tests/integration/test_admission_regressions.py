@@ -224,7 +224,7 @@ def test_a_deployment_never_half_creates_or_takes_over_children(
 
     apps = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     services = f"/api/v1/namespaces/{namespace}/services"
-    assert _owned(admin_rest, apps, first["metadata"]["uid"]) == ["first-stable"]
+    assert _owned(admin_rest, apps, first["metadata"]["uid"]) == ["first-blue"]
     assert _owned(admin_rest, services, first["metadata"]["uid"]) == ["first"]
     for loser in (second, taken):
         assert _owned(admin_rest, apps, loser["metadata"]["uid"]) == []
