@@ -9,6 +9,8 @@ hack/promtool/build.py (cached; built from the pinned Go module the first time).
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,9 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
+from .promql import grafana_to_promql
+
 ROOT = Path(__file__).resolve().parents[3]
 RULE = ROOT / "manifests" / "components" / "monitoring" / "prometheus_rule.yaml"
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
+DASHBOARD = ROOT / "manifests" / "components" / "monitoring" / "grafana" / "modelwerk.json"
 
 
 def _builder() -> Any:
@@ -88,3 +93,67 @@ def test_promtool_rejects_a_broken_rule(promtool: Path, tmp_path: Path) -> None:
     broken = {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "sum(rate(x[5m]) by"}]}]}
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(broken))
     assert _run(promtool, "check", "rules", "rules.yaml", cwd=tmp_path).returncode != 0
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def _all_values(expr: str) -> str:
+    """A dashboard query as Grafana sends it with "All" selected in every variable."""
+    return grafana_to_promql(re.sub(r"\$(namespace|deployment)\b", ".*", expr))
+
+
+def test_prometheus_accepts_every_dashboard_query(promtool: Path, tmp_path: Path) -> None:
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": _all_values(expr)}
+        for i, (_, expr) in enumerate(_dashboard_queries())
+    ]
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "d", "rules": rules}]})
+    )
+    done = _run(promtool, "check", "rules", "rules.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_phase_timeline_gives_each_deployment_its_phase_number(
+    promtool: Path, tmp_path: Path
+) -> None:
+    (expr,) = [e for title, e in _dashboard_queries() if title == "Rollout phase"]
+    phases = ("Healthy", "Progressing", "Paused", "Degraded", "Aborted")
+    current = {"a": "Healthy", "b": "Paused", "c": "Aborted"}
+    series = [
+        {
+            "series": f'modelwerk_rollout_phase{{namespace="team", deployment="{dep}", phase="{p}"}}',
+            "values": "1x5" if p == phase else "0x5",
+        }
+        for dep, phase in current.items()
+        for p in phases
+    ]
+    samples = [
+        {"labels": f'{{namespace="team", deployment="{dep}"}}', "value": phases.index(phase) + 1}
+        for dep, phase in current.items()
+    ]
+    (tmp_path / "timeline_test.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [],
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": series,
+                        "promql_expr_test": [
+                            {"expr": _all_values(expr), "eval_time": "2m", "exp_samples": samples}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    done = _run(promtool, "test", "rules", "timeline_test.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
