@@ -173,12 +173,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Live accuracy",
-                "Accuracy over the last labelled rows sent to the feedback endpoint "
-                "(lowest pod; pods without feedback are left out).",
+                "Accuracy over the last labelled rows sent to the feedback endpoint (lowest pod).",
                 (
                     Target(
-                        f"min by (deployment, version) (modelwerk_model_live_accuracy{{{SERVING}}}\n"
-                        f"  and modelwerk_model_live_labelled_rows{{{SERVING}}} > 0)",
+                        f"min by (deployment, version) (modelwerk_model_live_accuracy{{{SERVING}}})",
                         "{{deployment}} {{version}}",
                     ),
                 ),

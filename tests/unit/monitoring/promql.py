@@ -1,9 +1,8 @@
 """Which series modelwerk really exposes, and a PromQL checker that holds queries to them.
 
 The catalog is read from the live registries: the operator's ``modelwerk.metrics.REGISTRY`` and
-the registry of a freshly built model server ``ServerMetrics``. Rollout metrics that the contract
-of issue #5 promises but the operator does not register yet come from ``ROLLOUT_CONTRACT``; once
-registered, the registry is what counts (and ``test_rules`` checks it agrees with the contract).
+the registry of a freshly built model server ``ServerMetrics``. ``ROLLOUT_CONTRACT`` is what the
+rollout contract of issue #5 promises; ``test_rules`` checks the operator registers exactly that.
 
 Queries are parsed with ``promql-parser`` (the Rust parser GreptimeDB uses) and walked: every
 selector must name an exposed series, every label a query matches or groups on must exist on the
@@ -13,7 +12,6 @@ series it uses, and rate-like functions only take counters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import promql_parser as pp
@@ -62,7 +60,7 @@ class Series:
     labels: frozenset[str]
     """The series' own labels plus the target labels of the job that scrapes it."""
     source: str
-    """operator, server, contract (promised, not yet registered) or prometheus."""
+    """operator, server or prometheus."""
     own: frozenset[str] = frozenset()
     """The labels the exporting code sets itself."""
 
@@ -116,11 +114,8 @@ def _expand(
 
 def catalog() -> dict[str, Series]:
     """Every series name a query may use."""
-    operator = families(OPERATOR_REGISTRY)
-    promised = {name: spec for name, spec in ROLLOUT_CONTRACT.items() if name not in operator}
     series = _expand(server_families(), "server", SERVING_TARGET_LABELS)
-    series |= _expand(operator, "operator", OPERATOR_TARGET_LABELS)
-    series |= _expand(promised, "contract", OPERATOR_TARGET_LABELS)
+    series |= _expand(families(OPERATOR_REGISTRY), "operator", OPERATOR_TARGET_LABELS)
     # Prometheus writes up{} for every target itself.
     series["up"] = Series(
         "up", "up", "gauge", SERVING_TARGET_LABELS | OPERATOR_TARGET_LABELS, "prometheus"
@@ -219,8 +214,3 @@ def _selectors(node: pp.Expr) -> set[str]:
 
     pp.walk(node, visit)
     return names
-
-
-def sources(names: Iterable[str], known: dict[str, Series], source: str) -> set[str]:
-    """The subset of ``names`` whose series come from ``source``."""
-    return {n for n in names if n in known and known[n].source == source}
