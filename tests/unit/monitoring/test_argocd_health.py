@@ -298,3 +298,62 @@ def test_check_mode_fails_on_a_stale_snippet(
     assert "stale" in capsys.readouterr().out
     stale.write_text(GENERATOR.render())
     assert GENERATOR.main(["--check"]) == 0
+
+
+# -- statuses the real Deployment decision produces (tests/unit/logic/rollout_sim) -----------
+
+
+def _body(sim: Any) -> dict[str, Any]:
+    """The Deployment as the API server would hand it to Argo CD."""
+    return dict(sim.dep.model_dump(by_alias=True, exclude_none=True, mode="json"))
+
+
+def _health_of(sim: Any) -> str:
+    return health("Deployment", _body(sim))[0]
+
+
+def test_argo_cd_follows_a_blue_green_rollout_waiting_for_a_person() -> None:
+    from tests.unit.logic.rollout_sim import Sim, deployment, version
+
+    v1, v2 = "iris-classifier-v1", "iris-classifier-v2"
+    bluegreen = {"blueGreen": {"autoPromote": False, "previewReplicas": 1}}
+    sim = Sim(deployment(modelVersion=v1, strategy=bluegreen), [version(1), version(2)])
+    assert _health_of(sim) == "Progressing"  # not reconciled yet: no status
+    while sim.status.phase != "Healthy":
+        sim.step()
+        expected = "Healthy" if sim.status.phase == "Healthy" else "Progressing"
+        assert _health_of(sim) == expected, sim.status.message
+        assert len(sim.plans) < 20
+
+    sim.set_spec(modelVersion=v2)
+    assert health("Deployment", _body(sim)) == (
+        "Progressing",
+        "Waiting for the operator to observe the latest spec",
+    )
+    sim.until(lambda s: s.status.phase == "Paused")
+    status, message = health("Deployment", _body(sim))
+    assert status == "Suspended" and message == sim.status.message
+    sim.command("promote")
+    sim.until(lambda s: s.status.stable_version == v2)
+    assert _health_of(sim) == "Healthy"
+
+
+def test_argo_cd_sees_a_manual_pause_and_a_missed_deadline() -> None:
+    from tests.unit.logic.rollout_sim import Sim, deployment, version
+
+    v1, v2 = "iris-classifier-v1", "iris-classifier-v2"
+    sim = Sim(deployment(modelVersion=v1, progressDeadlineSeconds=30), [version(1), version(2)])
+    sim.until(lambda s: s.status.phase == "Healthy")
+    sim.command("pause")
+    sim.set_spec(modelVersion=v2)
+    sim.step()
+    assert (sim.status.phase, _health_of(sim)) == ("Paused", "Suspended")
+    sim.command("resume")
+    sim.pods_ready = False
+    sim.step()
+    assert _health_of(sim) == "Progressing"
+    sim.step(seconds=31)
+    sim.step()
+    sim.step()
+    assert sim.status.phase == "Aborted"
+    assert health("Deployment", _body(sim)) == ("Degraded", sim.status.message)
