@@ -82,6 +82,9 @@ class LeaderElector:
 
     async def _run(self) -> None:
         while True:
+            # First: a replica that was frozen or starved past its deadline steps down
+            # before anything else of its runs.
+            await self._sync()
             try:
                 async with asyncio.timeout(self._round_budget()):
                     await self._round()
@@ -97,16 +100,16 @@ class LeaderElector:
     def _round_budget(self) -> float:
         """A round never outlasts the renew deadline: stepping down must not wait for it."""
         renewed_at = self._candidate.renewed_at
-        if renewed_at is None:
+        if renewed_at is None or not self.may_act():
             return self._timing.renew_deadline
-        return max(0.0, renewed_at + self._timing.renew_deadline - self._clock())
+        return renewed_at + self._timing.renew_deadline - self._clock()
 
     def _pause(self) -> float:
         pause = self._timing.retry_period
         renewed_at = self._candidate.renewed_at
-        if renewed_at is not None:  # wake up at the deadline, if that comes first
-            pause = min(pause, max(0.0, renewed_at + self._timing.renew_deadline - self._clock()))
-        return pause
+        if renewed_at is not None and self.may_act():  # wake up at the deadline if sooner
+            pause = min(pause, renewed_at + self._timing.renew_deadline - self._clock())
+        return max(0.0, pause)
 
     async def _round(self) -> None:
         now = self._clock()
@@ -146,13 +149,15 @@ class LeaderElector:
             self._acting = False
             LEADER.set(0)
             await self._queue.pause()
+            if why is not None:
+                logger.info("Stopped leading as %s: %s", self.identity, why)
+                return
             holder = self._candidate.seen.holder if self._candidate.seen else ""
-            if why is None:
-                why = (
-                    f"{holder} holds the lease"
-                    if holder and holder != self.identity
-                    else "the lease was not renewed within the renew deadline"
-                )
+            why = (
+                f"{holder} holds the lease"
+                if holder and holder != self.identity
+                else "the lease was not renewed within the renew deadline"
+            )
             logger.warning("Stopped leading as %s: %s", self.identity, why)
 
     async def _release(self) -> None:
