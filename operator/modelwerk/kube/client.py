@@ -113,10 +113,11 @@ class Kube:
                 error = _error(response.status, text)
                 if not _retryable(error, retry_conflicts) or attempt == _ATTEMPTS:
                     raise error
-                # Jitter spreads the retries of many workers hit by the same outage.
-                wait = _retry_after(response.headers.get("Retry-After")) or random.uniform(
-                    delay / 2, delay
-                )
+                # Jitter spreads the retries of many workers hit by the same outage (the
+                # API server asks them all for the same Retry-After).
+                jitter = random.uniform(delay / 2, delay)
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                wait = jitter if retry_after is None else retry_after + jitter / 2
             API_RETRIES.labels(str(error.status)).inc()
             logger.debug("Retrying %s %s after %s (attempt %d)", method, path, error, attempt)
             await asyncio.sleep(wait)
