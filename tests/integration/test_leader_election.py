@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -254,3 +255,57 @@ def test_a_leader_cut_off_past_its_lease_never_acts_again(
     assert leading(b) and not leading(a)
     assert holder(admin_rest).startswith("replica-b_")
     assert "Stopped leading as replica-a" in a.log
+
+
+ROLE_BINDING = (
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/modelwerk-system/rolebindings/"
+    "modelwerk-operator-leader-election"
+)
+
+
+def test_a_leader_that_cannot_renew_stops_while_its_lease_is_still_valid(
+    control_plane: ControlPlane,
+    admin_rest: Rest,
+    replicas: Callable[[str], Replica],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The leader keeps running but its renewals fail (here: its Lease permissions are
+    revoked). It must stop acting at its renew deadline, while the Lease it last wrote is
+    still valid for everyone else, so no one can have taken over yet."""
+    a = replicas("replica-a")
+    wait_until(lambda: leading(a), timeout=60, what="replica-a to lead")
+    b = replicas("replica-b")
+    wait_until(lambda: b.metrics().get("modelwerk_leader") == 0, what="replica-b to stand by")
+    binding = admin_rest.get(ROLE_BINDING)
+    admin_rest.delete(ROLE_BINDING)
+    try:
+        revoked = time.monotonic()
+        wait_until(lambda: not leading(a), timeout=3 * LEASE_DURATION, interval=0.05, what="stop")
+        stopped_after = time.monotonic() - revoked
+        lease = admin_rest.get(LEASE)["spec"]
+        valid_until = datetime.fromisoformat(lease["renewTime"]) + timedelta(
+            seconds=lease["leaseDurationSeconds"]
+        )
+        margin = (valid_until - datetime.now(UTC)).total_seconds()
+        report(
+            capsys,
+            f"renewals refused: leader stopped {stopped_after:.1f}s after the revocation, "
+            f"{margin:.1f}s before its lease would have expired",
+        )
+        assert lease["holderIdentity"].startswith("replica-a_")
+        assert margin > 0, "the leader acted after its lease could have been taken over"
+        assert not leading(b)
+        assert "Stopped leading as replica-a" in a.log
+        assert "not renewed within the renew deadline" in a.log
+    finally:
+        meta = binding["metadata"]
+        admin_rest.create(
+            ROLE_BINDING.rsplit("/", 1)[0],
+            {
+                **binding,
+                "metadata": {k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
+            },
+        )
+    # With its permissions back, one of them leads again (a renews what still names it, or
+    # b takes the expired Lease).
+    wait_until(lambda: one_leader([a, b]), timeout=3 * LEASE_DURATION, what="a leader again")

@@ -64,21 +64,19 @@ class LeaderElector:
         LEADER.set(0)
         self._task = asyncio.create_task(self._run(), name="leader-election")
 
-    async def stop(self, *, release: bool = True) -> None:
+    async def stop(self) -> None:
         """Stop electing; stop acting; give the Lease up if this replica holds it."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        held = self._candidate.renewed_at is not None
         self._candidate = self._candidate.stepped_down()
         await self._sync(why="shutting down")
-        if release and held:
-            try:
-                async with asyncio.timeout(_RELEASE_TIMEOUT):
-                    await self._release()
-            except Exception as exc:  # the lease then simply expires
-                logger.warning("Could not release Lease %s: %s", self._name, exc)
+        try:  # only if the Lease, read afresh, still names this replica
+            async with asyncio.timeout(_RELEASE_TIMEOUT):
+                await self._release()
+        except Exception as exc:  # the lease then simply expires
+            logger.warning("Could not release Lease %s: %s", self._name, exc)
 
     async def _run(self) -> None:
         while True:
