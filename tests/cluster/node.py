@@ -6,6 +6,8 @@ Owns: registering a Ready Node, and playing the kubelet's part for pods on it:
   code + termination message) -- enough for the Job and Deployment controllers;
 * ``run``: run the pod's real command locally (see ``podrun``) and report the
   real exit code and termination message through the pod status;
+* ``serve``: run a long-lived server pod on its own loopback address (its pod IP)
+  and report it Ready while its readiness probe answers (see ``ServedPod``);
 * ``auto``: a background driver that does one of those for every new pod
   matching a namespace + label selector;
 * a reaper: pods on this node that get deleted are finished (their local
@@ -19,15 +21,17 @@ these tests are about).
 from __future__ import annotations
 
 import datetime
+import http.client
 import ipaddress
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +46,10 @@ MESSAGE_LIMIT = 4096  # the kubelet truncates termination messages to 4 KiB
 FALLBACK_LOG_BYTES = 2048  # ... and FallbackToLogsOnError takes the log tail
 POLL = 0.25  # seconds between the background loop's list calls
 
-AutoMode = Literal["run", "succeed", "ready"]
+PROBE_PERIOD = 0.25  # seconds between readiness probes of a served pod
+STOP_GRACE = 10.0  # longest a deleted served pod gets between SIGTERM and SIGKILL
+
+AutoMode = Literal["run", "succeed", "ready", "serve"]
 
 
 def _now() -> str:
@@ -107,6 +114,8 @@ class StandInNode:
         self.run_timeout = run_timeout
         self._ips = itertools.count(2)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}  # pod uid -> running local process
+        self._served: dict[str, ServedPod] = {}  # pod uid -> a pod of mode "serve"
+        self._loopback = _loopback_addresses()
         self._reaped: set[str] = set()
         self._drivers: list[AutoDriver] = []
         self._lock = threading.Lock()
@@ -186,8 +195,11 @@ class StandInNode:
             self._thread.join(timeout=10)
         with self._lock:
             procs = list(self._processes.values())
+            served = list(self._served.values())
         for proc in procs:
             _kill(proc)
+        for pod in served:
+            pod.join(timeout=STOP_GRACE + 5)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -------------------------------------------------------- pod driving
@@ -247,11 +259,16 @@ class StandInNode:
             )
         return pod
 
-    def mark_running(self, namespace: str, name: str, *, ready: bool = True) -> JSON:
-        """Bind if needed and report all containers running (and Ready, unless ``ready=False``)."""
+    def mark_running(
+        self, namespace: str, name: str, *, ready: bool = True, ip: str | None = None
+    ) -> JSON:
+        """Bind if needed and report all containers running (and Ready, unless ``ready=False``).
+
+        The pod keeps the IP it has; a new pod gets ``ip`` or one from ``POD_NETWORK``.
+        """
         pod = self.bind(namespace, name)
         status = pod.get("status") or {}
-        ip = status.get("podIP") or str(POD_NETWORK[next(self._ips)])
+        ip = status.get("podIP") or ip or str(POD_NETWORK[next(self._ips)])
         started = status.get("startTime") or _now()
         containers = [
             {
@@ -383,12 +400,7 @@ class StandInNode:
         message = command.termination_log.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace")
         if timed_out:
             message = message or f"stand-in: killed after {limit}s timeout"
-        if (
-            not message
-            and exit_code != 0
-            and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-        ):
-            message = (stdout + stderr).encode()[-FALLBACK_LOG_BYTES:].decode(errors="replace")
+        message = _termination_message(container, exit_code, stdout + stderr, message)
         result = RunResult(
             namespace, name, command.argv, exit_code, stdout, stderr, message, command
         )
@@ -405,11 +417,38 @@ class StandInNode:
             )
         return result
 
+    def serve(self, namespace: str, name: str) -> ServedPod:
+        """Run the pod's first container as a server on a loopback address of its own.
+
+        The address (``127.x.y.z``: all of 127/8 reaches ``lo`` on Linux) becomes the pod IP and
+        ``--host <ip>`` is appended to the command, so pods listening on the same port do not
+        collide. The pod is Running at once and Ready while its readiness probe (HTTP GET on
+        that IP, else the startup probe; without probes: while the process runs) answers
+        2xx/3xx, as with a kubelet. A process that exits shows as terminated (a restarting
+        container for ``restartPolicy: Always``) and is not restarted; deleting the pod stops
+        it (SIGTERM, then SIGKILL) before the pod is removed.
+        """
+        pod = self.bind(namespace, name)
+        container = pod["spec"]["containers"][0]
+        probe = _http_probe(container)
+        ip = self._free_loopback(probe[1] if probe else _first_port(container))
+        pod = self.mark_running(namespace, name, ready=False, ip=ip)
+        ip = pod["status"]["podIP"]
+        uid = pod["metadata"]["uid"]
+        pod_dir = self.workdir / "pods" / f"{namespace}_{name}_{uid[:8]}"
+        command = podrun.prepare(pod, pod_dir, self.claims_dir, self._read)
+        served = ServedPod(self, pod, pod_dir, command, [*command.argv, "--host", ip], probe)
+        with self._lock:
+            self._served[uid] = served
+        served.start()
+        return served
+
     # ------------------------------------------------------------ auto mode
     def auto(self, namespace: str, label_selector: str = "", mode: AutoMode = "run") -> AutoDriver:
         """Handle each new pending pod matching the selector in the background.
 
-        ``mode``: "run" its command, "succeed" (exit 0 at once) or "ready" (Running and Ready).
+        ``mode``: "run" its command, "succeed" (exit 0 at once), "ready" (Running and Ready)
+        or "serve" (run it as a server on its own loopback IP, see :meth:`serve`).
         """
         driver = AutoDriver(self, namespace, label_selector, mode)
         with self._lock:
@@ -464,20 +503,53 @@ class StandInNode:
                 continue
             with self._lock:
                 proc = self._processes.get(meta["uid"])
+                served = self._served.get(meta["uid"])
+            if served is not None and served.alive():
+                served.delete()  # it stops its server gracefully, then removes the pod
+                self._reaped.add(meta["uid"])
+                continue
             if proc is not None:
                 _kill(proc)
-            try:
-                if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-                    # Like the kubelet: the pod ends (SIGKILLed containers) before it goes.
-                    self.terminate(meta["namespace"], meta["name"], 137, reason="Error", final=True)
-                self.rest.delete(
-                    _pod_path(meta["namespace"], meta["name"]),
-                    {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+            if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+                # Like the kubelet: the pod ends (SIGKILLed containers) before it goes.
+                self._ignore_gone(
+                    self.terminate, meta["namespace"], meta["name"], 137, reason="Error", final=True
                 )
-            except RestError as e:
-                if e.status not in (404, 409):
-                    raise
+            self._force_delete(pod)
             self._reaped.add(meta["uid"])
+
+    def _force_delete(self, pod: JSON) -> None:
+        meta = pod["metadata"]
+        self._ignore_gone(
+            self.rest.delete,
+            _pod_path(meta["namespace"], meta["name"]),
+            {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+        )
+
+    @staticmethod
+    def _ignore_gone(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """``call``, unless the pod is gone already (404) or is another pod by now (409)."""
+        try:
+            call(*args, **kwargs)
+        except RestError as e:
+            if e.status not in (404, 409):
+                raise
+
+    def _free_loopback(self, port: int | None) -> str:
+        """The next loopback address whose ``port`` nothing listens on (another test session
+        on this machine may be serving pods, too)."""
+        while True:
+            with self._lock:
+                ip = next(self._loopback)
+            if port is None:
+                return ip
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((ip, port))
+                except OSError:
+                    continue
+            return ip
 
 
 class AutoDriver:
@@ -492,6 +564,7 @@ class AutoDriver:
         self.mode = mode
         self.stopped = False
         self.results: dict[str, RunResult] = {}  # pod name -> outcome (mode "run")
+        self.served: dict[str, ServedPod] = {}  # pod name -> its server (mode "serve")
         self.errors: dict[str, BaseException] = {}
         self._seen: set[str] = set()
         self._done = threading.Condition()
@@ -517,6 +590,8 @@ class AutoDriver:
                 self.results[name] = self.node.run(self.namespace, name)
             elif self.mode == "succeed":
                 self.node.terminate(self.namespace, name, 0)
+            elif self.mode == "serve":
+                self.served[name] = self.node.serve(self.namespace, name)
             else:
                 self.node.mark_running(self.namespace, name)
         except BaseException as e:  # kept for wait_for(); the test decides
@@ -552,3 +627,206 @@ class AutoDriver:
 
 def _kill(proc: subprocess.Popen[Any]) -> None:
     process.signal_group(proc.pid, signal.SIGKILL)  # its own session: the whole group
+
+
+class ServedPod:
+    """A pod whose server runs locally on its own loopback IP (``node.serve``).
+
+    One supervisor thread per pod starts the process (so that PR_SET_PDEATHSIG, tied to the
+    forking thread, lasts as long as the pod), probes readiness, reports a process that exits,
+    and stops the process and removes the pod once the pod is deleted.
+    """
+
+    def __init__(
+        self,
+        node: StandInNode,
+        pod: JSON,
+        pod_dir: Path,
+        command: podrun.LocalCommand,
+        argv: list[str],
+        probe: tuple[str, int] | None,
+    ) -> None:
+        self.node = node
+        self.namespace: str = pod["metadata"]["namespace"]
+        self.name: str = pod["metadata"]["name"]
+        self.uid: str = pod["metadata"]["uid"]
+        self.ip: str = pod["status"]["podIP"]
+        self.argv = argv
+        self.command = command
+        self.log_path = pod_dir / "server.log"
+        self.exit_code: int | None = None
+        """Set once the process ended."""
+        self._pod = pod
+        self._probe = probe
+        self._process: process.ManagedProcess | None = None
+        self._started = threading.Event()
+        self._deleted = threading.Event()
+        self._thread = threading.Thread(
+            target=self._supervise, name=f"standin-serve-{self.name}", daemon=True
+        )
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (its process group leader)."""
+        self._started.wait(30)
+        if self._process is None:
+            raise RuntimeError(f"{self.namespace}/{self.name} did not start: {self.log()}")
+        return self._process.pid
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(30)
+
+    def alive(self) -> bool:
+        """The supervisor still runs: it will stop the process and remove the pod on deletion."""
+        return self._thread.is_alive()
+
+    def delete(self) -> None:
+        """The pod was deleted: stop the server, report it terminated, remove the pod."""
+        self._deleted.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def log(self, lines: int = 40) -> str:
+        return self._process.tail(lines) if self._process else "(not started)"
+
+    def _supervise(self) -> None:
+        try:
+            self._run()
+        except Exception as e:  # printed, never raised into the node's loop
+            if not self.node._stop.is_set():
+                print(f"[standin] serving {self.namespace}/{self.name}: {e!r}", file=sys.__stderr__)
+        finally:
+            self._started.set()
+            if self._process is not None and self._process.alive():
+                self._process.stop(timeout=STOP_GRACE)
+
+    def _run(self) -> None:
+        c = self.command
+        try:
+            self._process = process.ManagedProcess(
+                f"pod-{self.namespace}-{self.name}", self.argv, self.log_path, env=c.env, cwd=c.cwd
+            )
+        except OSError as e:
+            c.termination_log.write_text(f"stand-in: cannot start {self.argv[0]}: {e}")
+            self._report_exit(128)
+            return
+        finally:
+            self._started.set()
+        proc = self._process
+        ready = False
+        while not self._deleted.is_set() and not self.node._stop.is_set():
+            code = proc.popen.poll()
+            if code is not None:
+                self._report_exit(code)
+                break
+            now_ready = self._ready()
+            if now_ready != ready:
+                ready = now_ready
+                self.node._ignore_gone(
+                    self.node.mark_running, self.namespace, self.name, ready=ready, ip=self.ip
+                )
+            self._deleted.wait(PROBE_PERIOD)
+        # Stays until the pod is deleted (or the node closes): the pod's status is its record.
+        while not self._deleted.wait(PROBE_PERIOD):
+            if self.node._stop.is_set():
+                return
+        grace = min(float(self._pod["spec"].get("terminationGracePeriodSeconds", 30)), STOP_GRACE)
+        code = proc.stop(timeout=grace) if proc.alive() else proc.popen.wait()
+        if self.exit_code is None:
+            self.exit_code = _exit_code(code)
+            self.node._ignore_gone(
+                self.node.terminate,
+                self.namespace,
+                self.name,
+                self.exit_code,
+                self._message(self.exit_code),
+                reason="Completed" if self.exit_code == 0 else "Error",
+                final=True,
+            )
+        self.node._force_delete(self._pod)
+
+    def _report_exit(self, code: int) -> None:
+        self.exit_code = _exit_code(code)
+        if self.exit_code != 0:
+            print(
+                f"[standin] {self.namespace}/{self.name}: {' '.join(self.argv)} exited "
+                f"{self.exit_code}\n{self.log()}",
+                file=sys.stderr,
+            )
+        self.node._ignore_gone(
+            self.node.terminate,
+            self.namespace,
+            self.name,
+            self.exit_code,
+            self._message(self.exit_code),
+        )
+
+    def _message(self, exit_code: int) -> str:
+        c = self.command
+        message = c.termination_log.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace")
+        output = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return _termination_message(self._pod["spec"]["containers"][0], exit_code, output, message)
+
+    def _ready(self) -> bool:
+        if self._probe is None:
+            return True  # no readiness probe: Ready once the container runs
+        path, port = self._probe
+        connection = http.client.HTTPConnection(self.ip, port, timeout=1)
+        try:
+            connection.request("GET", path)
+            return 200 <= connection.getresponse().status < 400
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+
+
+def _loopback_addresses() -> Iterator[str]:
+    """127.a.b.c from a block chosen by the process id, so that test sessions running side by
+    side on one machine mostly use different addresses (``_free_loopback`` checks anyway)."""
+    block = 16 + os.getpid() % 200
+    for b in range(256):
+        for c in range(2, 255):
+            yield f"127.{block}.{b}.{c}"
+    raise RuntimeError("the stand-in ran out of loopback addresses")
+
+
+def _http_probe(container: JSON) -> tuple[str, int] | None:
+    """(path, port) of the container's readiness probe, else its startup probe, if HTTP."""
+    for kind in ("readinessProbe", "startupProbe"):
+        get = (container.get(kind) or {}).get("httpGet")
+        if get:
+            return get.get("path", "/"), _resolve_port(container, get["port"])
+    return None
+
+
+def _resolve_port(container: JSON, port: int | str) -> int:
+    if isinstance(port, int) or port.isdigit():
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p["containerPort"])
+    raise podrun.UnsupportedPodSpec(f"probe port {port!r} is not a port of the container")
+
+
+def _first_port(container: JSON) -> int | None:
+    ports = container.get("ports") or []
+    return int(ports[0]["containerPort"]) if ports else None
+
+
+def _exit_code(code: int) -> int:
+    return 128 - code if code < 0 else code  # killed by signal N: 128+N, as runtimes report
+
+
+def _termination_message(container: JSON, exit_code: int, output: str, message: str) -> str:
+    """What the kubelet reports: the termination message file, else with
+    FallbackToLogsOnError and a failure the tail of the output."""
+    if (
+        not message
+        and exit_code != 0
+        and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+    ):
+        message = output.encode()[-FALLBACK_LOG_BYTES:].decode(errors="replace")
+    return message

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
+from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
+from modelwerk.api.v1alpha1.deployment import MetricSample
+from modelwerk.kube.scrape import MetricsReader
 from tests.cluster import process, specs
 from tests.cluster.node import PodRunTimeout, StandInNode
 from tests.cluster.wait import wait_until
+from tests.unit.server.helpers import Artifact, v2_matrix, write_artifact
 
 # Writes into the PVC through a path from env and one from an argument, reads a
 # ConfigMap volume, and reports a JSON result via the termination message path,
@@ -183,3 +194,191 @@ def test_deleted_pods_are_finished_and_removed(
         ),
         what="the stand-in to finish and remove pod doomed",
     )
+
+
+# -- mode "serve": long-running server pods on their own loopback IPs ------------------------
+
+PVC_ROOT = "/var/run/modelwerk/pvc"
+
+
+def _trained_iris(node: StandInNode, namespace: str) -> Artifact:
+    """A small real model written to the namespace's artifact claim, as the trainer does."""
+    data = load_iris(as_frame=True)
+    estimator = Pipeline(
+        [("scale", StandardScaler()), ("forest", RandomForestClassifier(n_estimators=5))]
+    )
+    root = node.claims_dir / namespace / "modelwerk-artifacts"
+    return write_artifact(root, "iris", estimator, data.data, data.target, "classification")
+
+
+def _server_pod_template(artifact: Artifact, sha256: str | None = None) -> dict[str, Any]:
+    """A serving pod like the operator's: the model from the claim, readiness on /v2/health."""
+    uri = f"pvc://modelwerk-artifacts/models/iris/{artifact.sha256}/model.joblib"
+    server = specs.container(
+        name="server",
+        command=[
+            "modelwerk",
+            "serve",
+            "--model-uri",
+            uri,
+            "--sha256",
+            sha256 or artifact.sha256,
+            "--name",
+            "iris",
+            "--version",
+            "iris-v1",
+            "--port",
+            "8080",
+        ],
+        env=[{"name": "MODELWERK_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": "/tmp"}],
+        ports=[{"name": "http", "containerPort": 8080}],
+        readinessProbe={"httpGet": {"path": "/v2/health/ready", "port": "http"}},
+        terminationMessagePolicy="FallbackToLogsOnError",
+        volumeMounts=[
+            {"name": "artifacts", "mountPath": f"{PVC_ROOT}/modelwerk-artifacts", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    )
+    volumes = [
+        {
+            "name": "artifacts",
+            "persistentVolumeClaim": {"claimName": "modelwerk-artifacts", "readOnly": True},
+        },
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    return {
+        "metadata": {"labels": {"app": "iris"}},
+        "spec": specs.pod_spec(server, restart_policy="Always", volumes=volumes),
+    }
+
+
+def _ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_serve_mode_runs_real_servers_that_become_ready_on_their_own_pod_ips(
+    kube: client.ApiClient, namespace: str, node: StandInNode
+) -> None:
+    artifact = _trained_iris(node, namespace)
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    driver = node.auto(namespace, "app=iris", mode="serve")
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "iris"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "iris"}},
+                "template": _server_pod_template(artifact),
+            },
+        },
+    )
+    wait_until(
+        lambda: apps.read_namespaced_deployment("iris", namespace).status.ready_replicas == 2,
+        timeout=120,
+        what="both server pods to be Ready",
+    )
+    pods = core.list_namespaced_pod(namespace, label_selector="app=iris").items
+    ips = [p.status.pod_ip for p in pods]
+    assert len(set(ips)) == 2 and all(ip.startswith("127.") for ip in ips)
+    rows = artifact.frame.iloc[:3]
+    for n, ip in enumerate(ips):
+        for i in range(n + 2):  # 2 requests to the first pod, 3 to the second
+            response = httpx.post(
+                f"http://{ip}:8080/v2/models/iris/infer", json=v2_matrix(rows, id=f"r{n}{i}")
+            )
+            assert response.status_code == 200, response.text
+            assert (
+                response.json()["outputs"][0]["data"] == artifact.estimator.predict(rows).tolist()
+            )
+
+    async def sample() -> MetricSample:
+        reader = MetricsReader()
+        try:
+            return await reader.sample_pods([(ip, 8080) for ip in ips], datetime.now(UTC))
+        finally:
+            await reader.close()
+
+    s = asyncio.run(sample())
+    assert (s.pods, s.requests, s.errors) == (2, 5, 0)
+
+    # Deleting a pod stops its server; the ReplicaSet's replacement is served and gets Ready.
+    doomed = pods[0].metadata.name
+    pid = driver.served[doomed].pid
+    core.delete_namespaced_pod(doomed, namespace)
+    assert process.wait_gone([pid], timeout=30) == []
+    wait_until(
+        lambda: doomed not in {p.metadata.name for p in core.list_namespaced_pod(namespace).items},
+        what=f"pod {doomed} to be removed",
+    )
+    # SIGTERM ended it, not the SIGKILL after the grace period (uvicorn re-raises SIGTERM
+    # after its graceful shutdown: 143).
+    assert driver.served[doomed].exit_code in (0, 143)
+    wait_until(
+        lambda: apps.read_namespaced_deployment("iris", namespace).status.ready_replicas == 2,
+        timeout=120,
+        what="the replacement pod to be Ready",
+    )
+    new_ips = {p.status.pod_ip for p in core.list_namespaced_pod(namespace).items}
+    assert ips[1] in new_ips and ips[0] not in new_ips
+    for ip in new_ips:
+        assert httpx.get(f"http://{ip}:8080/v2/health/ready").status_code == 200
+
+
+def test_a_server_that_cannot_start_never_gets_ready_and_says_why(
+    kube: client.ApiClient, namespace: str, node: StandInNode
+) -> None:
+    artifact = _trained_iris(node, namespace)
+    core = client.CoreV1Api(kube)
+    template = _server_pod_template(artifact, sha256="0" * 64)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bad-server", **template["metadata"]},
+    }
+    core.create_namespaced_pod(namespace, {**pod, "spec": template["spec"]})
+    served = node.serve(namespace, "bad-server")
+
+    def crashed() -> Any:
+        p = core.read_namespaced_pod("bad-server", namespace)
+        statuses = p.status.container_statuses or []
+        return statuses and statuses[0].last_state.terminated and p
+
+    p = wait_until(crashed, timeout=60, what="the server to exit")
+    terminated = p.status.container_statuses[0].last_state.terminated
+    assert (terminated.exit_code, served.exit_code) == (1, 1)
+    assert "0000000000000000" in terminated.message, terminated.message
+    assert p.status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
+    assert p.status.phase == "Running" and not _ready(p)
+    core.delete_namespaced_pod("bad-server", namespace)
+    wait_until(
+        lambda: not core.list_namespaced_pod(namespace).items,
+        what="the crashed pod to be removed",
+    )
+
+
+def test_a_server_that_stops_answering_its_probe_turns_not_ready(
+    kube: client.ApiClient, namespace: str, node: StandInNode
+) -> None:
+    """Readiness follows the probe, not just the process: a server that closes its port but
+    keeps running is taken out of Ready."""
+    script = textwrap.dedent("""
+        import http.server, sys, threading, time
+        host = sys.argv[sys.argv.index("--host") + 1]
+        server = http.server.HTTPServer((host, 8080), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        time.sleep(3)
+        server.shutdown()
+        server.server_close()
+        time.sleep(300)
+    """)
+    probe = {"httpGet": {"path": "/", "port": 8080}}
+    container = specs.container(command=["python", "-c", script], readinessProbe=probe)
+    core = client.CoreV1Api(kube)
+    core.create_namespaced_pod(namespace, specs.pod("flaky", container, restart_policy="Always"))
+    served = node.serve(namespace, "flaky")
+    wait_until(lambda: _ready(core.read_namespaced_pod("flaky", namespace)), what="Ready")
+    wait_until(lambda: not _ready(core.read_namespaced_pod("flaky", namespace)), what="not Ready")
+    assert served.exit_code is None, "still running"
+    core.delete_namespaced_pod("flaky", namespace)
+    assert process.wait_gone([served.pid], timeout=30) == []

@@ -13,48 +13,7 @@ from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
 from tests.cluster.rest import Rest
 from tests.cluster.wait import wait_until
-
-GROUP = "/apis/modelwerk.dev/v1alpha1"
-
-
-def _verified_version(rest: Rest, node: StandInNode, namespace: str, n: int) -> str:
-    """A ModelVersion whose artifact really exists on the namespace's artifact volume."""
-    payload = f"model bytes {n}".encode()
-    sha = hashlib.sha256(payload).hexdigest()
-    folder = (
-        node.claims_dir / namespace / "modelwerk-artifacts" / "models" / "iris-classifier" / sha
-    )
-    folder.mkdir(parents=True)
-    (folder / "model.joblib").write_bytes(payload)
-    name = f"iris-classifier-v{n}"
-    rest.create(
-        f"{GROUP}/namespaces/{namespace}/modelversions",
-        {
-            "apiVersion": "modelwerk.dev/v1alpha1",
-            "kind": "ModelVersion",
-            "metadata": {"name": name},
-            "spec": {
-                "model": "iris-classifier",
-                "version": n,
-                "task": "classification",
-                "artifact": {
-                    "uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{sha}/model.joblib",
-                    "sha256": sha,
-                },
-            },
-        },
-    )
-    wait_until(
-        lambda: (
-            rest.get(f"{GROUP}/namespaces/{namespace}/modelversions/{name}")
-            .get("status", {})
-            .get("phase")
-            == "Ready"
-        ),
-        timeout=60,
-        what=f"{name} to be verified",
-    )
-    return name
+from tests.integration.serving import GROUP, verified_version
 
 
 def test_a_deployment_serves_the_newest_ready_version_behind_its_service(
@@ -62,7 +21,7 @@ def test_a_deployment_serves_the_newest_ready_version_behind_its_service(
 ) -> None:
     node.auto(namespace, "app.kubernetes.io/component=verification", mode="run")
     node.auto(namespace, "app.kubernetes.io/component=server", mode="ready")
-    _verified_version(admin_rest, node, namespace, 1)
+    verified_version(admin_rest, node, namespace, 1)
     admin_rest.create(
         f"{GROUP}/namespaces/{namespace}/deployments",
         {
@@ -89,11 +48,11 @@ def test_a_deployment_serves_the_newest_ready_version_behind_its_service(
     service = admin_rest.get(f"/api/v1/namespaces/{namespace}/services/iris")
     assert service["spec"]["selector"] == {
         "modelwerk.dev/deployment": "iris",
-        "modelwerk.dev/track": "stable",
+        "modelwerk.dev/track": "blue",
     }
     assert service["spec"]["ports"][0]["nodePort"] == 30080
     # A newer verified version is picked up and rolled out in place.
-    _verified_version(admin_rest, node, namespace, 2)
+    verified_version(admin_rest, node, namespace, 2)
     wait_until(
         lambda: (s := healthy()) and s["stableVersion"] == "iris-classifier-v2",
         timeout=90,

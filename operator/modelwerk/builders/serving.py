@@ -1,9 +1,10 @@
-"""The serving workloads of a modelwerk Deployment: an apps/v1 Deployment per track, Services.
+"""The serving workloads of a modelwerk Deployment: an apps/v1 Deployment per color, Services.
 
-A track (``stable`` now; ``canary``, ``blue``, ``green`` for progressive delivery) is one
-apps/v1 Deployment running the model server for one ModelVersion. Services select pods by
-the ``modelwerk.dev/deployment`` and ``modelwerk.dev/track`` labels, so moving traffic is a
-selector or replica change, never a pod restart.
+A color (``blue`` or ``green``) is one apps/v1 Deployment running the model server for one
+ModelVersion. Services select pods by the ``modelwerk.dev/deployment`` and
+``modelwerk.dev/track`` labels, so moving traffic is a selector or replica change, never a pod
+restart: the stable Service selects the active color (or both during a canary split by replica
+ratio), the preview and canary Services select the idle color.
 """
 
 from __future__ import annotations
@@ -149,12 +150,14 @@ def build_track(
     }
 
 
-def build_service(dep: Deployment, name: str, track: str | None) -> dict[str, Any]:
-    """A Service in front of ``track`` (or of every track when ``track`` is None)."""
+def build_service(
+    dep: Deployment, name: str, track: str | None, *, public: bool = False
+) -> dict[str, Any]:
+    """A Service in front of ``track`` (or of every track when ``track`` is None); only the
+    public (stable) Service takes the user's type and node port."""
     meta = dep.metadata
     spec = dep.spec.service
     port: dict[str, Any] = {"name": "http", "port": spec.port, "targetPort": "http"}
-    public = name == meta.name
     if public and spec.type == "NodePort" and spec.node_port:
         port["nodePort"] = spec.node_port
     return {
@@ -172,3 +175,11 @@ def build_service(dep: Deployment, name: str, track: str | None) -> dict[str, An
             "ports": [port],
         },
     }
+
+
+def preview_service_name(dep: Deployment) -> str:
+    return child_name(dep.metadata.name, "preview")
+
+
+def canary_service_name(dep: Deployment) -> str:
+    return child_name(dep.metadata.name, "canary")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelwerk.handlers.leader import LeaderElector
 from modelwerk.handlers.workqueue import WorkQueue
 from modelwerk.kube.client import Kube
+from modelwerk.kube.scrape import MetricsReader
 from modelwerk.settings import OperatorSettings
 
 
@@ -15,5 +16,7 @@ class Context:
     settings: OperatorSettings
     kube: Kube
     queue: WorkQueue
+    metrics: MetricsReader = field(default_factory=MetricsReader)
+    """Reads the serving pods' (or Prometheus') metrics for analysis and drift."""
     elector: LeaderElector | None = None
     """None when leader election is off: this replica always acts."""

@@ -32,7 +32,7 @@ from modelwerk.logic.deployment import reconcile_deployment
 from modelwerk.logic.model_version import ObservedModelVersion, reconcile_model_version
 from modelwerk.logic.plan import Plan
 from modelwerk.logic.training_job import reconcile_training_job
-from modelwerk.metrics import record_training
+from modelwerk.metrics import forget_deployment, record_rollout, record_training
 
 
 def _workload(ctx: Context) -> WorkloadConfig:
@@ -72,8 +72,10 @@ async def _decide_model_version(ctx: Context, obj: Resource, now: datetime) -> P
 
 async def _decide_deployment(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, Deployment)
-    observed = await observe_deployment(ctx.kube, obj)
-    return reconcile_deployment(obj, observed, now=now, config=_workload(ctx))
+    observed = await observe_deployment(ctx.kube, ctx.metrics, obj, now)
+    plan = reconcile_deployment(obj, observed, now=now, config=_workload(ctx))
+    record_rollout(obj, plan)
+    return plan
 
 
 RECONCILERS: dict[str, KindReconciler] = {
@@ -90,6 +92,8 @@ def _enqueue(memo: Any, key: Key, event_type: str | None) -> None:
         return
     if event_type == "DELETED":
         ctx.queue.forget(key)
+        if key.kind == "Deployment":
+            forget_deployment(key.namespace, key.name)
     else:
         ctx.queue.add(key)
 

@@ -102,6 +102,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
             await ctx.elector.stop()
         await ctx.queue.stop()
         await ctx.kube.close()
+        await ctx.metrics.close()
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         server.shutdown()

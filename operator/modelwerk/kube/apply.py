@@ -36,6 +36,15 @@ async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) ->
         await kube.create(new)
     for key in plan.delete:
         await kube.delete(resource_of(key.api_version, key.kind), key.namespace, key.name)
+    for key, body in plan.patch:
+        await kube.request(
+            "PATCH",
+            resource_of(key.api_version, key.kind).path(key.namespace, key.name),
+            body=body,
+            content_type="application/merge-patch+json",
+            params={"fieldManager": FIELD_MANAGER},
+            retry_conflicts=False,  # a stale resourceVersion needs a fresh read, not a retry
+        )
     if plan.spec_patch:
         rt = resource_of(obj.api_version, obj.crd.kind)
         await kube.request(

@@ -48,6 +48,7 @@ SERVICES = ResourceType("", "v1", "services", "Service")
 PVCS = ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 EVENTS = ResourceType("", "v1", "events", "Event")
 APPS_DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "Deployment")
+HTTP_ROUTES = ResourceType("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease")
 
 BY_KIND: dict[tuple[str, str], ResourceType] = {
@@ -63,6 +64,7 @@ BY_KIND: dict[tuple[str, str], ResourceType] = {
         PVCS,
         EVENTS,
         APPS_DEPLOYMENTS,
+        HTTP_ROUTES,
         LEASES,
     )
 }

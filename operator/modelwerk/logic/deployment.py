@@ -1,43 +1,50 @@
-"""Decisions for modelwerk Deployments: which version to serve, and whether it is served.
+"""Decisions for modelwerk Deployments: which version to serve, how it rolls out, what is
+monitored.
 
-This version serves the resolved ModelVersion on one ``stable`` track and replaces it in place
-when the target changes (the apps/v1 rolling update keeps full capacity: maxUnavailable 0).
-The blue-green and canary state machine builds on these tracks; until it exists a Deployment
-that asks for either says so in its Progressing condition instead of silently pretending.
+The rollout itself is the state machine in ``logic.rollout``; the closed loop (drift,
+retraining) is ``logic.drift``. This module resolves the target version, runs both, and turns
+the outcome into children, a status and events.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from modelwerk.api.conditions import ConditionStatus
-from modelwerk.api.v1alpha1.deployment import Deployment, Endpoints, RolloutRecord
+from modelwerk.api.conditions import set_condition
+from modelwerk.api.v1alpha1.deployment import (
+    Deployment,
+    DeploymentStatus,
+    Endpoints,
+    MetricSample,
+)
 from modelwerk.api.v1alpha1.model_version import ModelVersion
-from modelwerk.builders.serving import build_service, build_track, selector
+from modelwerk.builders.serving import (
+    build_service,
+    build_track,
+    canary_service_name,
+    preview_service_name,
+    selector,
+    track_name,
+)
 from modelwerk.builders.workload import WorkloadConfig
-from modelwerk.logic.plan import Event, Plan
+from modelwerk.logic.commands import pending_command
+from modelwerk.logic.drift import DRIFT_DETECTED, DriftDecision, DriftInput, decide_drift
+from modelwerk.logic.plan import ObjectKey, Plan
+from modelwerk.logic.rollout import (
+    Decision,
+    RolloutInput,
+    TrackState,
+    decide,
+    other,
+    strategy_name,
+    with_state,
+)
+from modelwerk.logic.routing import route_patch
 from modelwerk.logic.status import with_ready
 
-STABLE = "stable"
-AVAILABLE = "Available"
-PROGRESSING = "Progressing"
 WAIT_FOR_MODEL_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class TrackState:
-    """What an apps/v1 Deployment of one track reports."""
-
-    version: str | None
-    replicas: int
-    updated: int
-    ready: int
-    available: int
-    current: bool
-    """Its controller has seen the latest spec (status.observedGeneration)."""
-    deadline_exceeded: bool
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,14 @@ class ObservedDeployment:
     versions: list[ModelVersion]
     """ModelVersions in the Deployment's namespace."""
     tracks: dict[str, TrackState]
+    """The color tracks that exist, by color."""
+    services: frozenset[str] = frozenset()
+    """Names of the Services of this Deployment that exist."""
+    sample: MetricSample | str | None = None
+    """Metrics of the idle color's pods, when an analysis needs them."""
+    drift: DriftInput = field(default_factory=DriftInput)
+    route: dict[str, Any] | None = None
+    """The HTTPRoute named in trafficRouting, when it exists."""
 
 
 def resolve(dep: Deployment, versions: list[ModelVersion]) -> tuple[ModelVersion | None, str, str]:
@@ -76,108 +91,200 @@ def resolve(dep: Deployment, versions: list[ModelVersion]) -> tuple[ModelVersion
     return newest, "Resolved", f"Serving the newest Ready version of {chooser.model}"
 
 
-def strategy_name(dep: Deployment) -> str:
-    strategy = dep.spec.strategy
-    return "BlueGreen" if strategy.blue_green else "Canary" if strategy.canary else "Replace"
-
-
 def reconcile_deployment(
     dep: Deployment, observed: ObservedDeployment, *, now: datetime, config: WorkloadConfig
 ) -> Plan:
-    meta, spec, status = dep.metadata, dep.spec, dep.status
-    target, reason, message = resolve(dep, observed.versions)
-    stable = observed.tracks.get(STABLE)
-    serving = next(
-        (v for v in observed.versions if stable and v.metadata.name == stable.version), None
-    )
-    # A version that can no longer be resolved (deleted, failed) keeps serving what serves now:
-    # taking a model offline is a decision for a person, not a side effect.
-    effective = target or serving
-    apply: list[dict[str, Any]] = []
-    if effective is not None:
-        apply = [
-            build_track(dep, effective, STABLE, spec.replicas, config),
-            build_service(dep, meta.name, STABLE),
-        ]
-    rolled_out = (
-        stable is not None
-        and effective is not None
-        and stable.version == effective.metadata.name
-        and stable.current
-        and stable.updated >= spec.replicas
-        and stable.available >= spec.replicas
-    )
-    available = stable is not None and stable.available > 0
-    stable_version = effective.metadata.name if rolled_out and effective else status.stable_version
-    model = (
-        effective.spec.model
-        if effective
-        else (spec.model_selector.model if spec.model_selector else None)
-    )
-    unsupported = strategy_name(dep) != "Replace"
-    note = (
-        f" ({strategy_name(dep)} rollouts are not implemented yet: versions are replaced in place)"
-        if unsupported
-        else ""
-    )
-
-    conditions: list[tuple[str, ConditionStatus, str]] = []
-    events: list[Event] = []
-    requeue = None
-    if effective is None:
-        phase, ready, why, text = "Progressing", "False", reason, message
-        conditions = [(AVAILABLE, "False", reason), (PROGRESSING, "False", reason)]
-        requeue = WAIT_FOR_MODEL_SECONDS
-    elif stable is not None and stable.deadline_exceeded and not rolled_out:
-        text = (
-            f"{effective.metadata.name} made no progress within {spec.progress_deadline_seconds}s"
+    meta, spec = dep.metadata, dep.spec
+    target, reason, why = resolve(dep, observed.versions)
+    route = _route(dep, observed.route)
+    decision = decide(
+        RolloutInput(
+            dep=dep,
+            target=target.metadata.name if target else None,
+            tracks=observed.tracks,
+            command=pending_command(meta.annotations, dep.status.last_command),
+            sample=observed.sample,
+            route_problem=route.problem,
+            now=now,
         )
-        phase, ready, why = "Degraded", "False", "ProgressDeadlineExceeded"
-        conditions = [(AVAILABLE, "True" if available else "False", "ProgressDeadlineExceeded"),
-                      (PROGRESSING, "False", "ProgressDeadlineExceeded")]  # fmt: skip
-    elif not rolled_out:
-        text = f"Rolling out {effective.metadata.name}{note}"
-        phase, ready, why = "Progressing", "False", "RollingOut"
-        conditions = [(AVAILABLE, "True" if available else "False", "RollingOut"),
-                      (PROGRESSING, "True", "RollingOut")]  # fmt: skip
+    )
+    state = decision.state
+    drift = decide_drift(dep, observed.drift, now)
+    apply, delete = _children(dep, observed, decision, config)
+
+    phase, ready, status_reason, message = (
+        decision.phase,
+        decision.ready,
+        decision.reason,
+        decision.message,
+    )
+    requeue = _earliest(decision.requeue_after, drift.requeue_after)
+    conditions = decision.conditions
+    if target is None and state.stable_version is None:
+        phase, ready, status_reason, message = "Progressing", "False", reason, why
+        conditions = [("Available", "False", reason), ("Progressing", "False", reason)]
+        requeue = _earliest(requeue, WAIT_FOR_MODEL_SECONDS)
     elif target is None:
-        text = f"Still serving {effective.metadata.name}: {message}"
-        phase, ready, why = "Degraded", "False", reason
-        conditions = [(AVAILABLE, "True", "Serving"), (PROGRESSING, "False", reason)]
-    else:
-        text = f"Serving {effective.metadata.name} on {spec.replicas} replica(s){note}"
-        phase, ready, why = "Healthy", "True", "Serving"
-        conditions = [(AVAILABLE, "True", "Serving"), (PROGRESSING, "False", "RolloutComplete")]
+        message = f"{message}: {why}"
 
-    history = list(status.history or [])
-    if stable_version and stable_version != status.stable_version:
-        history = [
-            RolloutRecord(version=stable_version, outcome="Promoted", finish_time=now,
-                          message=f"Replaced {status.stable_version or 'nothing'}"),
-            *history,
-        ][: spec.history_limit]  # fmt: skip
-        events.append(Event("Normal", "Promoted", f"Now serving {stable_version}"))
-
-    port = spec.service.port
-    new = with_ready(
+    served = next((v for v in observed.versions if v.metadata.name == state.stable_version), None)
+    model = (
+        served.spec.model
+        if served
+        else target.spec.model
+        if target
+        else spec.model_selector.model
+        if spec.model_selector
+        else None
+    )
+    status = with_state(dep.status, state)
+    status = with_ready(
         status,
-        ready,  # type: ignore[arg-type]
-        why,
-        text,
+        ready,
+        status_reason,
+        message,
         phase=phase,
         generation=meta.generation,
         now=now,
         also=conditions,
         model=model,
         strategy=strategy_name(dep),
-        stable_version=stable_version,
-        canary_version=None,
-        replicas=stable.replicas if stable else 0,
-        ready_replicas=stable.ready if stable else 0,
+        actual_weight=_actual_weight(dep, decision, observed.tracks),
+        replicas=sum(t.replicas for t in observed.tracks.values()),
+        ready_replicas=sum(t.ready for t in observed.tracks.values()),
         selector=",".join(f"{k}={v}" for k, v in selector(dep).items()),
-        endpoints=Endpoints(stable=f"http://{meta.name}.{meta.namespace}.svc:{port}")
-        if apply
-        else None,
-        history=history or None,
+        endpoints=_endpoints(dep) if apply else dep.status.endpoints,
+        drift=drift.drift,
     )
-    return Plan(status=new, apply=tuple(apply), events=tuple(events), requeue_after=requeue)
+    status = _with_drift_condition(status, drift, meta.generation, now)
+    return Plan(
+        status=status,
+        apply=tuple(apply),
+        delete=tuple(delete),
+        patch=route.patches(dep, decision),
+        create=tuple(drift.create),
+        events=(*decision.events, *drift.events),
+        requeue_after=requeue,
+    )
+
+
+def _children(
+    dep: Deployment, observed: ObservedDeployment, decision: Decision, config: WorkloadConfig
+) -> tuple[list[dict[str, Any]], list[ObjectKey]]:
+    meta, state = dep.metadata, decision.state
+    by_name = {v.metadata.name: v for v in observed.versions}
+    apply: list[dict[str, Any]] = []
+    delete: list[ObjectKey] = []
+    for color, want in decision.colors.items():
+        if want is None:
+            if color in observed.tracks:
+                delete.append(
+                    ObjectKey("apps/v1", "Deployment", meta.namespace, track_name(dep, color))
+                )
+            continue
+        mv = by_name.get(want.version)
+        if mv is not None:  # a deleted ModelVersion leaves its pods as they are
+            apply.append(build_track(dep, mv, color, want.replicas, config))
+    if not apply and not observed.tracks:
+        return apply, delete
+    active = state.active_color
+    rolling = state.canary_version is not None
+    apply.append(build_service(dep, meta.name, None if decision.split else active, public=True))
+    side = other(active) if rolling else active
+    wanted = {
+        preview_service_name(dep): dep.spec.strategy.blue_green is not None,
+        canary_service_name(dep): dep.spec.strategy.canary is not None,
+    }
+    for name, needed in wanted.items():
+        if needed:
+            apply.append(build_service(dep, name, side))
+        elif name in observed.services:
+            delete.append(ObjectKey("v1", "Service", meta.namespace, name))
+    return apply, delete
+
+
+@dataclass(frozen=True)
+class _Route:
+    body: dict[str, Any] | None
+    problem: str | None
+
+    def patches(
+        self, dep: Deployment, decision: Decision
+    ) -> tuple[tuple[ObjectKey, dict[str, Any]], ...]:
+        if self.body is None or self.problem:
+            return ()
+        state = decision.state
+        weight = (state.canary_weight or 0) if state.canary_version else 0
+        patch, _ = route_patch(
+            self.body, dep.metadata.name, canary_service_name(dep), dep.spec.service.port, weight
+        )
+        if patch is None:
+            return ()
+        key = ObjectKey(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            dep.metadata.namespace,
+            self.body["metadata"]["name"],
+        )
+        return ((key, patch),)
+
+
+def _route(dep: Deployment, body: dict[str, Any] | None) -> _Route:
+    routing = dep.spec.traffic_routing
+    if routing is None or routing.http_route is None:
+        return _Route(None, None)
+    if body is None:
+        return _Route(None, f"HTTPRoute {routing.http_route.name} not found")
+    _, problem = route_patch(
+        body, dep.metadata.name, canary_service_name(dep), dep.spec.service.port, 0
+    )
+    return _Route(body, problem)
+
+
+def _endpoints(dep: Deployment) -> Endpoints:
+    meta, port = dep.metadata, dep.spec.service.port
+
+    def url(name: str) -> str:
+        return f"http://{name}.{meta.namespace}.svc:{port}"
+
+    strategy = dep.spec.strategy
+    return Endpoints(
+        stable=url(meta.name),
+        preview=url(preview_service_name(dep)) if strategy.blue_green else None,
+        canary=url(canary_service_name(dep)) if strategy.canary else None,
+    )
+
+
+def _actual_weight(
+    dep: Deployment, decision: Decision, tracks: dict[str, TrackState]
+) -> int | None:
+    """The share of traffic really reaching the new version."""
+    state = decision.state
+    if state.canary_version is None:
+        return None
+    routing = dep.spec.traffic_routing
+    if routing is not None and routing.http_route is not None:
+        return state.canary_weight or 0
+    if not decision.split:
+        return 0
+    idle, active = tracks.get(other(state.active_color)), tracks.get(state.active_color)
+    new = idle.ready if idle and idle.version == state.canary_version else 0
+    old = active.ready if active else 0
+    return round(100 * new / (new + old)) if new + old else 0
+
+
+def _with_drift_condition(
+    status: DeploymentStatus, drift: DriftDecision, generation: int, now: datetime
+) -> DeploymentStatus:
+    if drift.condition is None:
+        return status
+    state, reason, message = drift.condition
+    conditions = set_condition(
+        status.conditions, DRIFT_DETECTED, state, reason, message, now=now, generation=generation
+    )
+    return status.model_copy(update={"conditions": conditions})
+
+
+def _earliest(*delays: float | None) -> float | None:
+    present = [d for d in delays if d is not None]
+    return min(present) if present else None

@@ -37,6 +37,8 @@ class Plan:
     """Objects created once and then left alone (registered ModelVersions, retraining runs)."""
     delete: tuple[ObjectKey, ...] = ()
     """Children that must go."""
+    patch: tuple[tuple[ObjectKey, dict[str, Any]], ...] = ()
+    """Merge patches of objects the user owns (an HTTPRoute's backend weights)."""
     events: tuple[Event, ...] = field(default=())
     """Kubernetes Events to record on the object."""
     requeue_after: float | None = None

@@ -180,6 +180,9 @@ async def test_feedback_moves_live_accuracy(
     rows = iris.frame.iloc[::30]  # 5 rows
     truth = iris.estimator.predict(rows).tolist()
     async with client_for(iris_app) as client:
+        # No accuracy before any feedback: a 0 would read as a terrible model, and with several
+        # workers it would win the pod-wide minimum.
+        assert not find(await scrape(client), "modelwerk_model_live_accuracy")
         for i in range(4):
             await client.post("/v2/models/iris/infer", json=v2_matrix(rows.iloc[[i]], id=f"q{i}"))
         multi = await client.post("/v2/models/iris/infer", json=v2_matrix(rows, id="many"))

@@ -173,6 +173,8 @@ class DriftMonitoring(ApiModel):
     """A feature whose score exceeds this has drifted. Defaults to 0.2."""
     window: int = Field(default=1000, ge=10, le=100000)
     """Recent rows compared with the profile. Defaults to 1000."""
+    interval_seconds: int = Field(default=60, ge=5, le=86400)
+    """How often the operator reads the serving pods' drift. Defaults to 60."""
 
 
 class Retraining(ApiModel):
@@ -265,6 +267,42 @@ class DeploymentSpec(ApiModel):
         return self
 
 
+class LatencyBucket(ApiModel):
+    """One cumulative bucket of the request latency histogram."""
+
+    le: str
+    """Upper bound in seconds, as exposed (``+Inf`` for the last bucket)."""
+    count: float
+    """Requests at or below the bound."""
+
+
+class MetricSample(ApiModel):
+    """Cumulative serving metrics of one version's pods at one time, summed over its pods.
+
+    Measurements are the difference between two samples, so a sample is kept in the status of a
+    running analysis: an operator restart does not lose the interval being measured.
+    """
+
+    time: datetime
+    """When it was taken."""
+    pods: int = Field(ge=0)
+    """Pods that answered."""
+    requests: float = 0
+    """Inference requests served, any status code."""
+    errors: float = 0
+    """Requests answered with a 5xx status."""
+    latency_buckets: list[LatencyBucket] = Field(default_factory=list, max_length=64)
+    """The request latency histogram."""
+    drift_score: float | None = None
+    """The highest per-feature drift over the pods' windows."""
+    drift_feature: str | None = None
+    """The feature with that drift."""
+    accuracy: float | None = None
+    """The lowest live accuracy over the pods (classification, from feedback)."""
+    labelled: float = 0
+    """Labelled rows behind the live accuracy."""
+
+
 class Measurement(ApiModel):
     """One measured value of an analysis check."""
 
@@ -293,6 +331,14 @@ class AnalysisRun(ApiModel):
     """When the run started."""
     message: str | None = None
     """Why it ended as it did."""
+    sample: MetricSample | None = None
+    """The sample the next measurement is taken against."""
+    successful: int = 0
+    """Measurement rounds in which every check passed."""
+    failed: int = 0
+    """Rounds in which a check failed or could not be measured."""
+    inconclusive: int = 0
+    """Rounds without enough data for a verdict."""
 
 
 class RolloutRecord(ApiModel):
@@ -341,6 +387,11 @@ class DeploymentStatus(StatusBase):
 
     phase: RolloutPhase | None = None
     """Progressing, Paused, Healthy, Degraded or Aborted."""
+    paused: bool | None = None
+    """A person paused the Deployment (command ``pause``); nothing advances until ``resume``."""
+    approved: bool | None = None
+    """A person promoted the rollout in progress (command ``promote``): blue-green switches as
+    soon as the new version is Ready."""
     model: str | None = None
     """The registered model served."""
     strategy: Literal["BlueGreen", "Canary", "Replace"] | None = None
@@ -354,9 +405,23 @@ class DeploymentStatus(StatusBase):
     current_step_index: int | None = Field(default=None, ge=0)
     """Canary: index of the step in progress."""
     canary_weight: int | None = Field(default=None, ge=0, le=100)
-    """Percentage of traffic on the new version."""
+    """Percentage of traffic the current step asks for on the new version."""
+    actual_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percentage of traffic actually on the new version: with replica-ratio routing the share
+    of Ready serving pods, which is as fine-grained as the replica count allows."""
     pause_start_time: datetime | None = None
     """When the current pause began."""
+    rollout_start_time: datetime | None = None
+    """When the rollout in progress began."""
+    progress_time: datetime | None = None
+    """When the rollout in progress last advanced; progressDeadlineSeconds counts from here."""
+    scale_down_time: datetime | None = None
+    """When the previous version's pods are scaled to zero (blue-green scaleDownDelaySeconds)."""
+    aborted_version: str | None = None
+    """The version whose rollout was aborted; it is not retried until the spec changes or a
+    person sends ``retry``."""
+    aborted_generation: int | None = None
+    """The spec generation the abort happened at."""
     replicas: int | None = None
     """Serving pods of all versions."""
     ready_replicas: int | None = None
@@ -388,7 +453,7 @@ class Deployment(Resource):
             PrinterColumn("Version", ".status.stableVersion"),
             PrinterColumn("Canary", ".status.canaryVersion", priority=1),
             PrinterColumn("Strategy", ".status.strategy"),
-            PrinterColumn("Weight", ".status.canaryWeight", "integer"),
+            PrinterColumn("Weight", ".status.actualWeight", "integer"),
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),

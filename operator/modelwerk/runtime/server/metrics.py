@@ -154,20 +154,22 @@ class ServerMetrics:
             mv,
             registry=r,
         ).labels(*self._mv)
-        self.live_accuracy = Gauge(
+        # No series until a worker has feedback: in multiprocess mode a worker's 0 would
+        # otherwise win livemin and report an accuracy of 0 for the whole pod.
+        self._live_accuracy = Gauge(
             "modelwerk_model_live_accuracy",
             "Accuracy over the last labelled rows.",
             mv,
             registry=r,
             multiprocess_mode="livemin",
-        ).labels(*self._mv)
-        self.live_mae = Gauge(
+        )
+        self._live_mae = Gauge(
             "modelwerk_model_live_mae",
             "Mean absolute error over the last labelled rows.",
             mv,
             registry=r,
             multiprocess_mode="livemax",
-        ).labels(*self._mv)
+        )
         self.live_labelled = Gauge(
             "modelwerk_model_live_labelled_rows",
             "Labelled rows behind live accuracy / MAE.",
@@ -175,6 +177,14 @@ class ServerMetrics:
             registry=r,
             multiprocess_mode="livesum",
         ).labels(*self._mv)
+
+    @property
+    def live_accuracy(self) -> Any:
+        return self._live_accuracy.labels(*self._mv)
+
+    @property
+    def live_mae(self) -> Any:
+        return self._live_mae.labels(*self._mv)
 
     def request(self, protocol: str, code: int) -> None:
         child = self._request_children.get((protocol, code))

@@ -1,0 +1,141 @@
+"""The closed loop: drift of the stable version's live inputs, and retraining when it drifts.
+
+The serving pods compute per-feature drift over their recent window; the operator reads the
+highest score every ``monitoring.drift.intervalSeconds``, sets ``DriftDetected`` and, with a
+retraining policy, starts a TrainingJob from the referenced template. At most one retraining
+run is in flight per Deployment and two runs are at least ``minIntervalSeconds`` apart; the run's
+name is derived from the runs that exist, so a restart between creating it and recording it in
+the status cannot start a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from modelwerk.api.conditions import ConditionStatus, get_condition
+from modelwerk.api.v1alpha1.deployment import Deployment, DriftStatus, MetricSample
+from modelwerk.api.v1alpha1.training_job import TrainingJob
+from modelwerk.builders.retraining import build_retraining_job, retraining_name
+from modelwerk.logic.plan import Event
+
+DRIFT_DETECTED = "DriftDetected"
+FINISHED = ("Succeeded", "Failed", "Rejected")
+
+
+@dataclass(frozen=True)
+class RetrainingRun:
+    name: str
+    phase: str | None
+    number: int
+
+
+@dataclass(frozen=True)
+class DriftInput:
+    sample: MetricSample | str | None = None
+    """Metrics of the stable version's pods, when ``wants_drift_sample`` asked (a string: why
+    they could not be read)."""
+    runs: list[RetrainingRun] = field(default_factory=list)
+    """TrainingJobs this Deployment started."""
+    template: TrainingJob | None = None
+    """The retraining template, when the policy names one that exists."""
+
+
+@dataclass
+class DriftDecision:
+    drift: DriftStatus | None
+    condition: tuple[ConditionStatus, str, str] | None = None
+    """DriftDetected status, reason and message; None leaves the condition as it is."""
+    events: list[Event] = field(default_factory=list)
+    create: list[dict[str, Any]] = field(default_factory=list)
+    requeue_after: float | None = None
+    detected: bool = False
+    """Drift crossed the threshold in this decision (for the metric)."""
+    retrained: bool = False
+
+
+def wants_drift_sample(dep: Deployment, now: datetime) -> bool:
+    monitoring = dep.spec.monitoring
+    if monitoring is None or monitoring.drift is None or dep.status.stable_version is None:
+        return False
+    measured = dep.status.drift.measured_time if dep.status.drift else None
+    return measured is None or now >= measured + timedelta(
+        seconds=monitoring.drift.interval_seconds
+    )
+
+
+def decide_drift(dep: Deployment, inp: DriftInput, now: datetime) -> DriftDecision:
+    monitoring = dep.spec.monitoring
+    drift = monitoring.drift if monitoring else None
+    previous = dep.status.drift or DriftStatus()
+    if drift is None:
+        return DriftDecision(drift=dep.status.drift)
+    decision = DriftDecision(drift=previous)
+    measured = previous.measured_time
+    if inp.sample is not None:
+        measured = now
+    if measured is not None:
+        due = measured + timedelta(seconds=drift.interval_seconds)
+        decision.requeue_after = max((due - now).total_seconds(), 1.0)
+    if isinstance(inp.sample, str):
+        decision.drift = previous.model_copy(update={"measured_time": now})
+        decision.condition = ("Unknown", "MetricsUnavailable", inp.sample)
+        return decision
+    if inp.sample is None:
+        return decision
+    score, feature = inp.sample.drift_score, inp.sample.drift_feature
+    decision.drift = previous.model_copy(
+        update={"score": score, "feature": feature, "measured_time": now}
+    )
+    if score is None:
+        decision.condition = ("Unknown", "NotEnoughData", "Not enough recent rows to measure drift")
+        return decision
+    was = get_condition(dep.status.conditions, DRIFT_DETECTED)
+    text = f"{drift.method.upper()} {score:.3g} on {feature or 'a feature'}"
+    if score <= drift.threshold:
+        decision.condition = ("False", "WithinThreshold", f"{text} <= {drift.threshold:g}")
+        return decision
+    decision.condition = ("True", "DriftAboveThreshold", f"{text} > {drift.threshold:g}")
+    if was is None or was.status != "True":
+        decision.detected = True
+        decision.events.append(
+            Event("Warning", "DriftDetected", f"Drift of the live inputs: {text}")
+        )
+    _retrain(dep, inp, now, decision)
+    return decision
+
+
+def _retrain(dep: Deployment, inp: DriftInput, now: datetime, decision: DriftDecision) -> None:
+    monitoring = dep.spec.monitoring
+    policy = monitoring.retraining if monitoring else None
+    if policy is None or decision.drift is None:
+        return
+    in_flight = [r.name for r in inp.runs if r.phase not in FINISHED]
+    if in_flight:
+        return
+    last = decision.drift.last_retraining_time
+    if last is not None:
+        allowed = last + timedelta(seconds=policy.min_interval_seconds)
+        if now < allowed:
+            decision.requeue_after = min(
+                decision.requeue_after or 3600.0, (allowed - now).total_seconds()
+            )
+            return
+    if inp.template is None:
+        decision.events.append(
+            Event(
+                "Warning",
+                "RetrainingTemplateMissing",
+                f"TrainingJob {policy.training_job_ref.name} (the retraining template) not found",
+            )
+        )
+        return
+    number = max((r.number for r in inp.runs), default=0) + 1
+    name = retraining_name(dep, number)
+    decision.create.append(build_retraining_job(dep, inp.template, number))
+    decision.drift = decision.drift.model_copy(
+        update={"last_retraining_job": name, "last_retraining_time": now}
+    )
+    decision.retrained = True
+    decision.events.append(Event("Normal", "Retraining", f"Started TrainingJob {name}"))

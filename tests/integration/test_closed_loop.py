@@ -1,0 +1,229 @@
+"""Analysis and drift with real model servers: the stand-in node runs each serving pod's real
+command (``modelwerk serve`` on the artifact the real trainer wrote) on its own loopback pod IP,
+and the operator reads the pods' real ``/metrics``.
+
+The chain (Dataset → TrainingJob → ModelVersion) runs for real first; the second version is the
+same artifact registered again, which is all a rollout needs to tell two versions apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tests.cluster.kopfrun import InProcessOperator
+from tests.cluster.node import StandInNode
+from tests.cluster.rest import Rest
+from tests.cluster.wait import wait_until
+from tests.integration.serving import (
+    GROUP,
+    create_deployment,
+    stable_selector,
+    tracks,
+    wait_for_status,
+)
+from tests.integration.test_training_chain import FAST, apply, phase_is
+
+V1, V2 = "iris-classifier-v1", "iris-classifier-v2"
+COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+TYPICAL = [5.8, 3.0, 4.3, 1.3]
+DRIFTED = [7.9, 4.4, 6.9, 2.5]  # the training maximum of every feature, every time
+
+
+def _chain(rest: Rest, node: StandInNode, namespace: str) -> None:
+    jobs = "app.kubernetes.io/component in (validation,training,verification)"
+    node.auto(namespace, jobs, mode="run")
+    node.auto(namespace, "app.kubernetes.io/component=server", mode="serve")
+    apply(rest, namespace, "Dataset")
+    apply(rest, namespace, "TrainingJob", **FAST)
+    wait_until(
+        lambda: phase_is(rest, namespace, "modelversions", V1, "Ready"),
+        timeout=300,
+        what="v1 trained and verified",
+    )
+
+
+def _register_again(rest: Rest, namespace: str) -> None:
+    """v2: the same artifact under the next version number."""
+    v1 = rest.get(f"{GROUP}/namespaces/{namespace}/modelversions/{V1}")
+    spec = copy.deepcopy(v1["spec"])
+    spec["version"] = 2
+    rest.create(
+        f"{GROUP}/namespaces/{namespace}/modelversions",
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": V2},
+            "spec": spec,
+        },
+    )
+    wait_until(
+        lambda: phase_is(rest, namespace, "modelversions", V2, "Ready"),
+        timeout=120,
+        what="v2 verified",
+    )
+
+
+def _pod_ips(rest: Rest, namespace: str, color: str) -> list[str]:
+    pods = rest.get(
+        f"/api/v1/namespaces/{namespace}/pods",
+        labelSelector=f"modelwerk.dev/deployment=iris,modelwerk.dev/track={color}",
+    )["items"]
+    return [
+        p["status"]["podIP"]
+        for p in pods
+        if p.get("status", {}).get("podIP")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    ]
+
+
+def _infer(ip: str, row: list[float]) -> int:
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": c, "shape": [1], "datatype": "FP64", "data": [v]}
+                for c, v in zip(COLUMNS, row, strict=True)
+            ]
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://{ip}:8080/v2/models/iris-classifier/infer",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(response.status)
+
+
+@contextmanager
+def _traffic(rest: Rest, namespace: str, color: str, row: list[float]) -> Iterator[list[int]]:
+    """Requests to every Ready pod of ``color`` in the background, as clients would send."""
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.is_set():
+            for ip in _pod_ips(rest, namespace, color):
+                try:
+                    codes.append(_infer(ip, row))
+                except OSError:
+                    codes.append(0)
+            stop.wait(0.02)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        yield codes
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_a_canary_whose_analysis_fails_rolls_back_with_all_traffic_on_stable(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
+) -> None:
+    _chain(admin_rest, node, namespace)
+    path = create_deployment(
+        admin_rest,
+        namespace,
+        modelVersion=V1,
+        replicas=1,
+        strategy={"canary": {"steps": [{"setWeight": 50}, {"analysis": {}}]}},
+        analysis={
+            "intervalSeconds": 2,
+            "count": 2,
+            "minRequests": 5,
+            # A real bound on the real latency histogram that no server can meet.
+            "checks": [
+                {"metric": "errorRate", "max": 0.01},
+                {"metric": "latency", "quantile": 0.5, "max": 1e-6},
+            ],
+        },
+    )
+    wait_for_status(
+        admin_rest, path, lambda s: s.get("phase") == "Healthy", timeout=120, what="v1 served"
+    )
+    _register_again(admin_rest, namespace)
+    admin_rest.merge_patch(path, {"spec": {"modelVersion": V2}})
+    with _traffic(admin_rest, namespace, "green", TYPICAL) as codes:
+        final = wait_for_status(
+            admin_rest,
+            path,
+            lambda s: s.get("phase") == "Aborted",
+            timeout=120,
+            what="the analysis to fail",
+        )
+    assert codes and set(codes) == {200}, "the canary served real requests"
+    run = final["analysisRuns"][-1]
+    assert run["phase"] == "Failed" and run["name"] == "step-2"
+    latency = [m for m in run["measurements"] if m["metric"] == "latency"]
+    assert latency and latency[-1]["phase"] == "Failed" and latency[-1]["value"] > 1e-6
+    errors = [m for m in run["measurements"] if m["metric"] == "errorRate"]
+    assert errors and errors[-1]["phase"] == "Successful" and errors[-1]["value"] == 0
+    assert final["stableVersion"] == V1 and final["abortedVersion"] == V2
+    assert stable_selector(admin_rest, namespace)["modelwerk.dev/track"] == "blue"
+    wait_until(
+        lambda: tracks(admin_rest, namespace) == {"blue": (V1, 1)}, timeout=60, what="canary gone"
+    )
+
+
+def test_drift_above_threshold_starts_exactly_one_retraining_run(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
+) -> None:
+    _chain(admin_rest, node, namespace)
+    path = create_deployment(
+        admin_rest,
+        namespace,
+        modelSelector={"model": "iris-classifier"},
+        replicas=1,
+        monitoring={
+            "drift": {"method": "psi", "threshold": 0.2, "window": 100, "intervalSeconds": 5},
+            "retraining": {"trainingJobRef": {"name": "iris-rf"}, "minIntervalSeconds": 3600},
+        },
+    )
+    wait_for_status(
+        admin_rest, path, lambda s: s.get("phase") == "Healthy", timeout=120, what="v1 served"
+    )
+
+    def drift(status: dict[str, Any]) -> bool:
+        found = next((c for c in status.get("conditions", []) if c["type"] == "DriftDetected"), {})
+        return found.get("status") == "True"
+
+    with _traffic(admin_rest, namespace, "blue", DRIFTED):
+        current = wait_for_status(admin_rest, path, drift, timeout=120, what="DriftDetected")
+        assert current["drift"]["score"] > 0.2 and current["drift"]["feature"] in COLUMNS
+        # Drift stays high for several more intervals: still exactly one run.
+        wait_until(
+            lambda: (
+                admin_rest.get(path)["status"]["drift"]["measuredTime"]
+                > current["drift"]["measuredTime"]
+            ),
+            timeout=30,
+            what="another drift reading",
+        )
+    runs = admin_rest.get(
+        f"{GROUP}/namespaces/{namespace}/trainingjobs",
+        labelSelector="modelwerk.dev/retraining-for=iris",
+    )["items"]
+    assert [r["metadata"]["name"] for r in runs] == ["iris-retrain-1"]
+    assert runs[0]["spec"]["estimator"] == FAST["estimator"]
+    # The run trains and registers v2, which the Deployment (following the model) rolls out.
+    wait_for_status(
+        admin_rest,
+        path,
+        lambda s: s.get("stableVersion") == V2,
+        timeout=300,
+        what="the retrained v2 served",
+    )
+    events = admin_rest.get(
+        f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=iris"
+    )["items"]
+    assert {"DriftDetected", "Retraining"} <= {e["reason"] for e in events}
