@@ -319,13 +319,13 @@ def apf_metric(cp: ControlPlane, name: str) -> float | None:
 
 
 def datasets_cache_behind(
-    rest: Rest, namespace: str, ahead: int = 100
+    rest: Rest, namespace: str, ahead: int
 ) -> tuple[dict[str, str], Callable[[], None]]:
     """Query parameters for a Dataset list the API server cannot answer yet: it waits up to
     3 s for its cache to reach a resourceVersion ``ahead`` writes in the future, then says
     504 "Too large resource version" with Retry-After (a real, transient 5xx). The returned
-    function makes those writes, after which the same list is answered at once. (Far
-    enough ahead that the cluster's own background writes do not get there first.)"""
+    function makes those writes, after which the same list is answered at once. ``ahead``
+    must be far enough that the cluster's own writes do not get there first."""
     configmap = f"/api/v1/namespaces/{namespace}/configmaps"
     rest.create(configmap, {"metadata": {"name": "clock"}})
     current = int(rest.get(path(namespace))["metadata"]["resourceVersion"])
@@ -352,17 +352,15 @@ async def test_throttled_requests_are_retried_until_served(
     operator_client: Kube,
 ) -> None:
     create_dataset(admin_rest, namespace, "d")
-    params, catch_up = datasets_cache_behind(admin_rest, namespace, ahead=20)
+    # Far ahead: no amount of the cluster's own writes lets the blocker through early.
+    params, _ = datasets_cache_behind(admin_rest, namespace, ahead=100_000)
     # Another request of the operator's occupies the jail's only place meanwhile: a list
-    # that waits (up to 3 s) for the API server's cache.
+    # that waits 3 s for the API server's cache, then fails with 504.
     operator_rest = Rest.from_kubeconfig(operator_kubeconfig)
 
     def occupy() -> None:
-        try:
+        with pytest.raises(RestError, match="Too large resource version"):
             operator_rest.get(path(namespace), **params)
-        except RestError as e:
-            if e.status != 504:  # its wait ran out before the cache caught up: fine too
-                raise
 
     blocker = asyncio.create_task(asyncio.to_thread(occupy))
     await until(
@@ -378,7 +376,8 @@ async def test_throttled_requests_are_retried_until_served(
             what="the client to be throttled",
         )
         assert not request.done()
-        catch_up()  # the blocker is answered, its place free: the next retry is served
+        # Once the blocker's 3 s are up its place is free, and a later retry (after
+        # Retry-After: 1, three times) is served.
         body = await asyncio.wait_for(request, 30)
         await asyncio.wait_for(blocker, 30)
     finally:
@@ -393,7 +392,7 @@ async def test_throttled_requests_are_retried_until_served(
 async def test_a_transient_504_is_retried_until_served(
     admin_rest: Rest, namespace: str, operator_client: Kube
 ) -> None:
-    params, catch_up = datasets_cache_behind(admin_rest, namespace)
+    params, catch_up = datasets_cache_behind(admin_rest, namespace, ahead=300)
     retries = sample("modelwerk_api_retries_total", code="504")
     try:
         request = asyncio.create_task(
