@@ -7,7 +7,7 @@ OPERATOR_IMAGE ?= modelwerk/operator:$(VERSION)
 RUNTIME_IMAGE ?= modelwerk/runtime:$(VERSION)
 KIND_CLUSTER ?= modelwerk
 
-.PHONY: help install test unit integration lint format crds images kind-up kind-load deploy-kind samples kind-down
+.PHONY: help install test unit integration lint format crds monitoring images kind-up kind-load deploy-kind samples kind-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ format: ## Format the code
 
 crds: ## Regenerate crds/ from the API models
 	$(PY) -m modelwerk.crdgen
+
+monitoring: ## Regenerate the Grafana dashboard and the Argo CD health snippet
+	$(PY) hack/monitoring/grafana_dashboard.py
+	$(PY) hack/monitoring/argocd_health.py
 
 images: ## Build the operator and runtime images
 	docker build -f images/operator/Dockerfile -t $(OPERATOR_IMAGE) .

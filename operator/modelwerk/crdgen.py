@@ -143,6 +143,8 @@ def build_crd(model: type[Resource]) -> dict[str, Any]:
         },
         "required": ["spec"],
     }
+    if meta.extra_validations:
+        openapi["x-kubernetes-validations"] = [dict(rule) for rule in meta.extra_validations]
     subresources: dict[str, Any] = {"status": {}}
     if meta.scale:
         scale = {

@@ -1,5 +1,7 @@
 """Every kustomization renders, the operator pod is hardened, the RBAC is least-privilege."""
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,6 +39,8 @@ def test_every_kustomization_is_found() -> None:
         "manifests/base",
         "manifests/overlays/default",
         "manifests/overlays/kind",
+        "manifests/overlays/monitoring",
+        "manifests/components/monitoring",
         "manifests/samples/iris",
     } <= set(KUSTOMIZATIONS)
 
@@ -150,3 +154,96 @@ def test_leader_election_role_is_namespaced_and_names_its_lease() -> None:
         for rule in _one(docs, "ClusterRole", "modelwerk-operator")["rules"]
         if "leases" in rule["resources"]
     ], "Leases are granted in the operator's namespace only"
+
+
+PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com/"
+
+
+@pytest.mark.parametrize("overlay", ["manifests/overlays/default", "manifests/overlays/kind"])
+def test_default_overlays_need_no_prometheus_operator(overlay: str) -> None:
+    assert not [d for d in render(overlay) if d["apiVersion"].startswith(PROMETHEUS_OPERATOR_GROUP)]
+
+
+def test_monitoring_overlay_is_the_default_install_plus_the_component() -> None:
+    default = {(d["kind"], d["metadata"]["name"]) for d in render("manifests/overlays/default")}
+    monitoring = {
+        (d["kind"], d["metadata"]["name"]) for d in render("manifests/overlays/monitoring")
+    }
+    assert monitoring - default == {
+        ("ServiceMonitor", "modelwerk-operator"),
+        ("PodMonitor", "modelwerk-serving"),
+        ("PrometheusRule", "modelwerk"),
+        ("ConfigMap", "modelwerk-grafana-dashboard"),
+    }
+    assert default <= monitoring
+
+
+def test_the_service_monitor_scrapes_the_operator_metrics_port() -> None:
+    docs = render("manifests/overlays/monitoring")
+    monitor = _one(docs, "ServiceMonitor", "modelwerk-operator")["spec"]
+    service = _one(docs, "Service", "modelwerk-operator-metrics")
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert service["metadata"]["namespace"] in monitor["namespaceSelector"]["matchNames"]
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    pod = _one(docs, "Deployment", "modelwerk-operator")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert {"name": "metrics", "containerPort": 9090} in pod["spec"]["containers"][0]["ports"]
+    # The operator's series name the namespace of the object they describe; keep it.
+    assert endpoint["honorLabels"] is True
+    assert {"targetLabel": "job", "replacement": "modelwerk-operator"} in endpoint["relabelings"]
+
+
+def test_the_pod_monitor_scrapes_every_serving_pod() -> None:
+    from modelwerk.api.v1alpha1 import Deployment, ModelVersion
+    from modelwerk.builders.serving import build_track
+    from modelwerk.builders.workload import WorkloadConfig
+
+    monitor = _one(render("manifests/components/monitoring"), "PodMonitor", "modelwerk-serving")
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"any": True}
+    dep = Deployment.from_k8s(
+        {"metadata": {"name": "iris", "namespace": "team"}, "spec": {"modelVersion": "iris-v1"}}
+    )
+    mv = ModelVersion.from_k8s(
+        {
+            "metadata": {"name": "iris-v1", "namespace": "team"},
+            "spec": {
+                "model": "iris",
+                "version": 1,
+                "task": "classification",
+                "artifact": {"uri": "pvc://a/m.joblib", "sha256": "0" * 64},
+            },
+        }
+    )
+    config = WorkloadConfig(image="i", image_pull_policy="Never", artifact_pvc="a")
+    pod = build_track(dep, mv, "blue", 1, config)["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    for expression in spec["selector"]["matchExpressions"]:
+        assert expression["operator"] == "Exists" and expression["key"] in labels
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert endpoint["path"] == pod["metadata"]["annotations"]["prometheus.io/path"]
+    (container,) = pod["spec"]["containers"]
+    assert endpoint["port"] in {p["name"] for p in container["ports"]}
+    relabeled = {r["targetLabel"]: r.get("sourceLabels") for r in endpoint["relabelings"]}
+    assert relabeled["namespace"] == ["__meta_kubernetes_namespace"]
+    assert relabeled["pod"] == ["__meta_kubernetes_pod_name"]
+    # Prometheus turns every character of a label name that is invalid in a label into _.
+    for target, key in (
+        ("deployment", "modelwerk.dev/deployment"),
+        ("track", "modelwerk.dev/track"),
+    ):
+        assert key in labels
+        meta = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+        assert relabeled[target] == [meta]
+
+
+def test_the_component_ships_the_dashboard_to_grafana() -> None:
+    monitoring = ROOT / "manifests" / "components" / "monitoring"
+    config_map = _one(
+        render("manifests/components/monitoring"), "ConfigMap", "modelwerk-grafana-dashboard"
+    )
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == "modelwerk-system"
+    dashboard = (monitoring / "grafana" / "modelwerk.json").read_text()
+    assert json.loads(config_map["data"]["modelwerk.json"]) == json.loads(dashboard)

@@ -1,4 +1,4 @@
-"""Operator metrics: training outcomes are counted once, when a run ends."""
+"""Operator metrics: training outcomes counted once, rollout phases, weights and outcomes."""
 
 from datetime import UTC, datetime
 
@@ -50,3 +50,59 @@ def test_a_finished_run_is_counted_once_with_its_duration_and_metrics() -> None:
         _value("modelwerk_model_metric", namespace="metrics-test", model="m", metric="accuracy")
         == 0.95
     )
+
+
+def test_rollout_metrics_follow_the_deployment_decisions() -> None:
+    from modelwerk.metrics import forget_deployment, record_rollout
+    from tests.unit.logic.rollout_sim import Sim, deployment, version
+
+    ns = {"namespace": "ns", "deployment": "iris"}
+    sim = Sim(
+        deployment(
+            modelVersion="iris-classifier-v1",
+            strategy={"canary": {"steps": [{"setWeight": 25}, {"analysis": {}}]}},
+            analysis={
+                "intervalSeconds": 10,
+                "minRequests": 1,
+                "checks": [{"metric": "errorRate", "max": 0.1}],
+            },
+        ),
+        [version(1), version(2)],
+    )
+    promoted = _value("modelwerk_rollouts_total", namespace="ns", outcome="Promoted")
+    aborted = _value("modelwerk_rollouts_total", namespace="ns", outcome="Aborted")
+
+    def step(**kwargs: object) -> None:
+        before = sim.dep
+        plan = sim.step(**kwargs)  # type: ignore[arg-type]
+        record_rollout(before, plan)
+
+    step()
+    step()
+    assert _value("modelwerk_rollout_phase", **ns, phase="Healthy") == 1
+    assert _value("modelwerk_rollouts_total", namespace="ns", outcome="Promoted") == promoted + 1
+    sim.set_spec(modelVersion="iris-classifier-v2")
+    step()
+    step()
+    step()
+    assert _value("modelwerk_rollout_phase", **ns, phase="Progressing") == 1
+    assert _value("modelwerk_rollout_phase", **ns, phase="Healthy") == 0
+    assert _value("modelwerk_rollout_canary_weight", **ns) == 25
+    from modelwerk.api.v1alpha1.deployment import MetricSample
+
+    failed = _value(
+        "modelwerk_analysis_measurements_total", **ns, metric="errorRate", phase="Failed"
+    )
+    step(seconds=10, sample=MetricSample(time=sim.now, pods=1, requests=0))
+    step(sample=MetricSample(time=sim.now, pods=1, requests=100, errors=50))
+    assert _value("modelwerk_rollout_phase", **ns, phase="Aborted") == 1
+    assert _value("modelwerk_rollouts_total", namespace="ns", outcome="Aborted") == aborted + 1
+    assert (
+        _value("modelwerk_analysis_measurements_total", **ns, metric="errorRate", phase="Failed")
+        == failed + 1
+    )
+    assert REGISTRY.get_sample_value(
+        "modelwerk_rollout_duration_seconds_count", {"namespace": "ns", "outcome": "Aborted"}
+    )
+    forget_deployment("ns", "iris")
+    assert REGISTRY.get_sample_value("modelwerk_rollout_phase", {**ns, "phase": "Aborted"}) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -41,10 +41,19 @@ def with_cel(*rules: Mapping[str, str]) -> ConfigDict:
     )
 
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+"""The name of another object: a DNS subdomain, as the API server requires of every name.
+
+Checked here too, because a reference becomes part of a URL or a pod spec: ``..`` or
+``a/b`` must never reach either."""
+
+
 class LocalObjectReference(ApiModel):
     """A reference to an object in the same namespace."""
 
-    name: str = Field(min_length=1, max_length=253)
+    name: ObjectName
     """Name of the referenced object."""
 
 
@@ -91,6 +100,29 @@ class CrdMeta:
     failed_phase: str = "Failed"
     """The phase shown when the operator cannot act on the object at all."""
     extra_validations: tuple[dict[str, str], ...] = field(default=())
+    """CEL rules on the whole object, for example on ``metadata.name``."""
+
+
+def name_rules(*, service: bool = False) -> tuple[dict[str, str], ...]:
+    """CEL rules on ``metadata.name`` for a kind whose name the operator writes into label
+    values (at most 63 characters) and, with ``service``, into a Service name (a DNS label
+    starting with a letter)."""
+    if service:
+        return (
+            {
+                "rule": "self.metadata.name.size() <= 63 && "
+                "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                "message": "metadata.name must be a DNS label of at most 63 characters that "
+                "starts with a letter: the Deployment's Service is named after it",
+            },
+        )
+    return (
+        {
+            "rule": "self.metadata.name.size() <= 63",
+            "message": "metadata.name must be at most 63 characters: it is a label value on "
+            "every object the operator creates for it",
+        },
+    )
 
 
 class Resource(BaseModel):

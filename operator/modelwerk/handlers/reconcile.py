@@ -19,9 +19,9 @@ from modelwerk import clock
 from modelwerk.api.base import ObjectMeta, Resource
 from modelwerk.api.v1alpha1.common import StatusBase
 from modelwerk.handlers.context import Context
-from modelwerk.kube.apply import apply_plan
+from modelwerk.kube.apply import ChildRefused, apply_plan
 from modelwerk.kube.resources import ResourceType
-from modelwerk.logic.plan import Plan
+from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.status import with_ready
 from modelwerk.metrics import RECONCILE_SECONDS, RECONCILES
 
@@ -57,7 +57,13 @@ async def reconcile(ctx: Context, kind: KindReconciler, key: Key) -> float | Non
             obj, plan = _invalid(kind.model, body, exc, now=now)
         else:
             plan = await kind.decide(ctx, obj, now)
-        await apply_plan(ctx.kube, obj, plan, now=now)
+        try:
+            await apply_plan(ctx.kube, obj, plan, now=now)
+        except ChildRefused as refused:
+            # The spec asks for something the cluster will not hold: say so and wait for a
+            # change (or the resync), rather than failing and retrying the same refusal.
+            plan = _refused(obj, refused, now=now)
+            await apply_plan(ctx.kube, obj, plan, now=now)
     except Exception:
         RECONCILES.labels(key.kind, "error").inc()
         raise
@@ -65,6 +71,21 @@ async def reconcile(ctx: Context, kind: KindReconciler, key: Key) -> float | Non
         RECONCILE_SECONDS.labels(key.kind).observe(time.perf_counter() - started)
     RECONCILES.labels(key.kind, "success").inc()
     return plan.requeue_after or ctx.settings.resync_seconds
+
+
+def _refused(obj: Resource, refused: ChildRefused, *, now: datetime) -> Plan:
+    previous: StatusBase = obj.status  # type: ignore[attr-defined]
+    status = with_ready(
+        previous,
+        "False",
+        refused.reason,
+        refused.message,
+        phase=obj.crd.failed_phase,
+        generation=obj.metadata.generation,
+        now=now,
+    )
+    events = () if status == previous else (Event("Warning", refused.reason, refused.message),)
+    return Plan(status=status, events=events)
 
 
 def _invalid(

@@ -146,26 +146,31 @@ class Kube:
             item.setdefault("kind", rt.kind)
         return items
 
-    async def apply(self, obj: Body, *, subresource: str | None = None) -> Body:
-        """Server-side apply of ``obj`` (or of its status with ``subresource="status"``)."""
+    async def apply(
+        self, obj: Body, *, subresource: str | None = None, dry_run: bool = False
+    ) -> Body:
+        """Server-side apply of ``obj`` (or of its status with ``subresource="status"``);
+        ``dry_run`` runs validation and admission without storing anything."""
         rt = resource_of(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
         return await self.request(
             "PATCH",
             rt.path(meta.get("namespace"), meta["name"], subresource),
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params=params | ({"dryRun": "All"} if dry_run else {}),
             body=obj,
             content_type="application/apply-patch+yaml",
         )
 
-    async def create(self, obj: Body) -> Body | None:
+    async def create(self, obj: Body, *, dry_run: bool = False) -> Body | None:
         """Create ``obj``; ``None`` when an object of that name already exists."""
         rt = resource_of(obj["apiVersion"], obj["kind"])
+        params = {"fieldManager": FIELD_MANAGER}
         try:
             return await self.request(
                 "POST",
                 rt.path(obj["metadata"].get("namespace")),
-                params={"fieldManager": FIELD_MANAGER},
+                params=params | ({"dryRun": "All"} if dry_run else {}),
                 body=obj,
                 retry_conflicts=False,
             )

@@ -88,10 +88,12 @@ def reconcile_dataset(
 
     if not observed.artifact_pvc_exists:
         create.append(build_artifact_pvc(config, meta.namespace))
+    # Every other run is superseded, finished or not: a refresh period or a spec edit that
+    # comes while a run is still pending must not leave it behind (one more per period).
     stale = [
         ObjectKey("batch/v1", "Job", meta.namespace, name)
-        for name, other in observed.jobs.items()
-        if name != job_name and other.state in ("Succeeded", "Failed")
+        for name in observed.jobs
+        if name != job_name
     ]
     already_judged = status.validation_job == job_name and status.phase in (
         "Ready",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 JobState = Literal["Pending", "Running", "Succeeded", "Failed"]
+_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+"""metav1.Condition's rule for a reason (``Condition.reason``), at most 1024 characters."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def failure(job: JobOutcome, default_reason: str) -> tuple[str, str]:
     """
     result = job.result or {}
     reason = str(result.get("reason") or default_reason)
-    if not reason.isidentifier():  # a condition reason must be CamelCase
+    if len(reason) > 1024 or not _REASON.match(reason):  # the pod may print anything
         reason = default_reason
     detail = result.get("error") or result.get("message") or job.message or "no details"
     return reason, str(detail)

@@ -195,3 +195,13 @@ def test_the_next_refresh_period_revalidates_while_staying_ready() -> None:
     assert [c["metadata"]["name"] for c in later.create] == [name_of_refresh(ds, 1)]
     assert later.status.phase == "Ready"
     assert get_condition(later.status.conditions, "Validated").status == "Unknown"  # type: ignore[union-attr]
+
+
+def test_a_refresh_supersedes_a_run_that_is_still_pending() -> None:
+    # Found by admission fuzzing: with refreshIntervalSeconds and a validation pod that never
+    # starts (unschedulable, image not pulled), every period used to add one more Job.
+    ds = dataset(refreshIntervalSeconds=60)
+    previous = name_of_refresh(ds, -1)
+    plan = decide(ds, observed(job(previous, "Pending")))
+    assert [c["metadata"]["name"] for c in plan.create] == [name_of_refresh(ds, 0)]
+    assert [k.name for k in plan.delete] == [previous]

@@ -75,6 +75,15 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("unknown column", "POST", INFER, named(**{"0__name": "sepal"}), 400, "unknown input 'sepal'"),
     ("duplicate column", "POST", INFER, named(**{"1__name": COLS[0]}), 400, "appears twice"),
     (
+        # Found by fuzzing (test_fuzz.py): an unhashable datatype used to be a 500.
+        "datatype not a string",
+        "POST",
+        INFER,
+        named(**{"0__datatype": ["FP64"]}),
+        400,
+        "unsupported datatype ['FP64']",
+    ),
+    (
         "wrong datatype",
         "POST",
         INFER,

@@ -7,14 +7,17 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, with_cel
-from modelwerk.api.v1alpha1.common import ResourceRequirements, SecretReference, StatusBase
+from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, name_rules, with_cel
+from modelwerk.api.v1alpha1.common import (
+    ResourceRequirements,
+    SecretReference,
+    StatusBase,
+    Uri,
+)
 
 BuiltinDataset = Literal["iris", "wine", "breast_cancer", "diabetes", "digits"]
 ColumnType = Literal["integer", "float", "string", "boolean", "category"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Invalid", "Failed"]
-
-URI_PATTERN = r"^(file|pvc|s3|gs|https?)://[^\s]+$"
 
 
 class DatasetSource(ApiModel):
@@ -22,7 +25,7 @@ class DatasetSource(ApiModel):
 
     builtin: BuiltinDataset | None = None
     """A dataset bundled with scikit-learn (no download): iris, wine, breast_cancer, diabetes or digits."""
-    uri: str | None = Field(default=None, max_length=2048, pattern=URI_PATTERN)
+    uri: Uri | None = None
     """Location of a csv or parquet file: pvc://<claim>/<path> (on the artifact volume),
     s3://bucket/key, gs://bucket/key, https://host/path or file:///path (inside the pod)."""
     format: Literal["auto", "csv", "parquet"] = "auto"
@@ -31,24 +34,16 @@ class DatasetSource(ApiModel):
     """Credentials for the uri, exposed to the validation pod as environment variables."""
 
     model_config = with_cel(
-        *[
-            {
-                "rule": "has(self.builtin) != has(self.uri)",
-                "message": "set exactly one of source.builtin or source.uri",
-            },
-            {
-                "rule": "!has(self.uri) || !self.uri.matches('(^|/)\\\\.\\\\.(/|$)')",
-                "message": "source.uri must not contain '..' path segments",
-            },
-        ]
+        {
+            "rule": "has(self.builtin) != has(self.uri)",
+            "message": "set exactly one of source.builtin or source.uri",
+        }
     )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DatasetSource:
         if (self.builtin is None) == (self.uri is None):
             raise ValueError("set exactly one of source.builtin or source.uri")
-        if self.uri is not None and any(part == ".." for part in self.uri.split("/")):
-            raise ValueError("source.uri must not contain '..' path segments")
         return self
 
 
@@ -180,6 +175,7 @@ class Dataset(Resource):
         plural="datasets",
         singular="dataset",
         short_names=("dset",),
+        extra_validations=name_rules(),
         printer_columns=(
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Version", ".status.shortVersion"),

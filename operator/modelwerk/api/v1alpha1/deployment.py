@@ -15,9 +15,11 @@ from modelwerk.api.base import (
     ApiModel,
     CrdMeta,
     LocalObjectReference,
+    ObjectName,
     PrinterColumn,
     Resource,
     ScaleSubresource,
+    name_rules,
     with_cel,
 )
 from modelwerk.api.v1alpha1.common import ResourceName, ResourceRequirements, StatusBase
@@ -97,8 +99,8 @@ class Analysis(ApiModel):
 class Pause(ApiModel):
     """Wait before the next step."""
 
-    duration_seconds: int | None = Field(default=None, ge=0)
-    """How long; without it, wait until resumed or promoted by hand."""
+    duration_seconds: int | None = Field(default=None, ge=0, le=31_536_000)
+    """How long (at most a year); without it, wait until resumed or promoted by hand."""
 
 
 class AnalysisStep(ApiModel):
@@ -182,8 +184,8 @@ class Retraining(ApiModel):
 
     training_job_ref: LocalObjectReference
     """A TrainingJob used as the template for retraining runs."""
-    min_interval_seconds: int = Field(default=3600, ge=60)
-    """Fewest seconds between two retraining runs. Defaults to 3600."""
+    min_interval_seconds: int = Field(default=3600, ge=60, le=31_536_000)
+    """Fewest seconds between two retraining runs (at most a year). Defaults to 3600."""
 
 
 class Monitoring(ApiModel):
@@ -198,7 +200,7 @@ class Monitoring(ApiModel):
 class HTTPRouteRef(ApiModel):
     """A Gateway API HTTPRoute whose backend weights the operator sets."""
 
-    name: str = Field(min_length=1, max_length=253)
+    name: ObjectName
     """Name of the HTTPRoute in the Deployment's namespace."""
 
 
@@ -236,7 +238,7 @@ class ServerSpec(ApiModel):
 class DeploymentSpec(ApiModel):
     """Desired state of a modelwerk Deployment."""
 
-    model_version: str | None = Field(default=None, min_length=1, max_length=253)
+    model_version: ObjectName | None = None
     """The ModelVersion to serve (pinned; what GitOps repositories usually set)."""
     model_selector: ModelSelector | None = None
     """Follow the newest Ready version of a model instead of pinning one."""
@@ -448,6 +450,7 @@ class Deployment(Resource):
         plural="deployments",
         singular="deployment",
         short_names=("mwd", "mwdeploy"),
+        extra_validations=name_rules(service=True),
         printer_columns=(
             PrinterColumn("Model", ".status.model"),
             PrinterColumn("Version", ".status.stableVersion"),

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, with_cel
-from modelwerk.api.v1alpha1.common import ResourceName, StatusBase
+from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, name_rules, with_cel
+from modelwerk.api.v1alpha1.common import ResourceName, StatusBase, Uri
 
 Stage = Literal["None", "Staging", "Production", "Archived"]
 ModelVersionPhase = Literal["Pending", "Ready", "Failed"]
@@ -44,7 +44,7 @@ def _immutability_rules() -> list[dict[str, str]]:
 class Artifact(ApiModel):
     """The serialized model and the hash it must match before anything unpickles it."""
 
-    uri: str = Field(min_length=1, max_length=2048, pattern=r"^(file|pvc|s3|gs|https?)://[^\s]+$")
+    uri: Uri
     """Where model.joblib lives, for example pvc://modelwerk-artifacts/models/iris/<sha256>/model.joblib."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     """Lower-case hex sha256 of the file; the server refuses to load anything else."""
@@ -153,6 +153,7 @@ class ModelVersion(Resource):
         plural="modelversions",
         singular="modelversion",
         short_names=("mv",),
+        extra_validations=name_rules(),
         printer_columns=(
             PrinterColumn("Model", ".spec.model"),
             PrinterColumn("Version", ".spec.version", "integer"),

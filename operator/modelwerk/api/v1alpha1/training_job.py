@@ -15,9 +15,10 @@ from modelwerk.api.base import (
     LocalObjectReference,
     PrinterColumn,
     Resource,
+    name_rules,
     with_cel,
 )
-from modelwerk.api.v1alpha1.common import ResourceName, ResourceRequirements, StatusBase
+from modelwerk.api.v1alpha1.common import ResourceRequirements, StatusBase
 from modelwerk.api.v1alpha1.estimators import (
     CLASSIFICATION_METRICS,
     ESTIMATORS,
@@ -40,25 +41,34 @@ _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 _PRESERVE: dict[str, JsonValue] = {"x-kubernetes-preserve-unknown-fields": True}
 
 
-def _metric_rule(task: Literal["classification", "regression"]) -> dict[str, str]:
-    """CEL twin of ``TrainingJobSpec._metrics_fit_task`` for one task."""
+def _metric_rules(task: Literal["classification", "regression"]) -> list[dict[str, str]]:
+    """CEL twins of ``TrainingJobSpec._metrics_fit_task`` for one task: one rule for the gates,
+    one for the search's scoring, so that a refusal names the field at fault."""
     estimators = [name for name, (_, t) in ESTIMATORS.items() if t == task]
     allowed = list(CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS)
-    return {
-        "rule": (
-            f"!(self.estimator.name in {estimators}) || ("
-            f"(!has(self.gates) || self.gates.all(g, g.metric in {allowed})) && "
-            f"(!has(self.search) || !has(self.search.scoring) || self.search.scoring in {allowed}))"
-        ),
-        "message": f"a {task} estimator can only be scored on {', '.join(allowed)}",
-    }
+    message = f"a {task} estimator can only be scored on {', '.join(allowed)}"
+    applies = f"!(self.estimator.name in {estimators})"
+    return [
+        {
+            "rule": f"{applies} || !has(self.gates) || self.gates.all(g, g.metric in {allowed})",
+            "message": message,
+            "fieldPath": ".gates",
+        },
+        {
+            "rule": f"{applies} || !has(self.search) || !has(self.search.scoring) || "
+            f"self.search.scoring in {allowed}",
+            "message": message,
+            "fieldPath": ".search.scoring",
+        },
+    ]
 
 
 class ModelTarget(ApiModel):
     """The registered model that successful runs add versions to."""
 
-    name: ResourceName
-    """Registered model name; versions are ModelVersions named <name>-v<N>."""
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)
+    """Registered model name; versions are ModelVersions named <name>-v<N> (at most 53
+    characters, so that a version name fits in 63)."""
 
 
 class Estimator(ApiModel):
@@ -162,10 +172,10 @@ class TrainingJobSpec(ApiModel):
     backoff_limit: int = Field(default=0, ge=0, le=10)
     """Retries of a failed training pod. Defaults to 0: training is deterministic, so a
     failure usually repeats."""
-    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=2**31 - 1)
     """Delete the finished Job (not the TrainingJob or the model) after this many seconds."""
 
-    model_config = with_cel(_metric_rule("classification"), _metric_rule("regression"))
+    model_config = with_cel(*_metric_rules("classification"), *_metric_rules("regression"))
 
     @model_validator(mode="after")
     def _metrics_fit_task(self) -> TrainingJobSpec:
@@ -235,6 +245,7 @@ class TrainingJob(Resource):
         plural="trainingjobs",
         singular="trainingjob",
         short_names=("tj",),
+        extra_validations=name_rules(),
         printer_columns=(
             PrinterColumn("Dataset", ".spec.datasetRef.name"),
             PrinterColumn("Estimator", ".spec.estimator.name", priority=1),

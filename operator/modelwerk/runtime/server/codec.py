@@ -205,7 +205,7 @@ def _header(tensor: Any, i: int) -> tuple[str, str, list[int]]:
     if not isinstance(name, str) or not name:
         raise RequestError(f"inputs[{i}] needs a 'name'")
     datatype = tensor.get("datatype")
-    if datatype not in V2_DATATYPES:
+    if not isinstance(datatype, str) or datatype not in V2_DATATYPES:  # a list is unhashable
         raise RequestError(
             f"input {name!r}: unsupported datatype {datatype!r}; use one of {sorted(V2_DATATYPES)}"
         )

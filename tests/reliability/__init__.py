@@ -1,0 +1,1 @@
+"""Reliability campaigns against the real control plane; each writes its figures to docs/."""
