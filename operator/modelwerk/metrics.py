@@ -34,6 +34,19 @@ QUEUE_DEPTH = Gauge(
     "Objects waiting to be reconciled.",
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "modelwerk_leader",
+    "1 while this replica may reconcile (it holds the leader Lease, or leader election is "
+    "off), else 0.",
+    registry=REGISTRY,
+)
+API_RETRIES = Counter(
+    "modelwerk_api_retries_total",
+    "API requests retried after a throttling (429), conflict (409) or server error (5xx) "
+    "answer, by HTTP status.",
+    ["code"],
+    registry=REGISTRY,
+)
 TRAINING_RUNS = Counter(
     "modelwerk_training_runs_total",
     "Finished training runs by outcome (Succeeded, Failed, Rejected).",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import socket
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelwerk.logic.leader import ElectionTiming
 
 
 class OperatorSettings(BaseSettings):
@@ -43,3 +45,27 @@ class OperatorSettings(BaseSettings):
     """Every object is reconciled at least this often, even without events."""
     max_backoff_seconds: float = Field(default=300.0, gt=0)
     """Longest wait before retrying a reconcile that failed."""
+    leader_election: bool = False
+    """Run as one of several replicas: only the holder of the Lease ``lease_name`` in
+    ``operator_namespace`` reconciles, the others watch and take over when it goes away.
+    The manifests turn this on; off, the operator acts alone and at once."""
+    lease_name: str = "modelwerk-operator"
+    """Name of the leader election Lease (the operator's Role may update only this one)."""
+    lease_duration_seconds: int = Field(default=15, ge=1)
+    """How long a standby waits, after the Lease last changed, before taking it over."""
+    renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    """How long the leader keeps acting without renewing; less than the lease duration."""
+    retry_period_seconds: float = Field(default=2.0, gt=0)
+    """How often the leader renews and a standby tries to acquire the Lease."""
+
+    @model_validator(mode="after")
+    def _valid_timing(self) -> OperatorSettings:
+        self.election_timing()  # raises on an unsafe combination
+        return self
+
+    def election_timing(self) -> ElectionTiming:
+        return ElectionTiming(
+            lease_duration=self.lease_duration_seconds,
+            renew_deadline=self.renew_deadline_seconds,
+            retry_period=self.retry_period_seconds,
+        )

@@ -34,6 +34,8 @@ from tests.cluster.pki import Pki, create_pki
 Progress = Callable[[str], None]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AUDITED_NAMESPACE = "modelwerk-system"
+"""Writes by ServiceAccounts of this namespace (the operator's) go to the audit log."""
 
 # Controllers the operator's behaviour depends on (names as of 1.34).
 # Not run: node-lifecycle (would taint the heartbeat-less stand-in node and
@@ -187,6 +189,10 @@ class ControlPlane:
         return self.workdir / "admin.kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    @property
     def ca_file(self) -> Path:
         return self.pki.ca.cert
 
@@ -325,8 +331,42 @@ class ControlPlane:
                 # `kubernetes` Service endpoint, which validation rejects (loopback).
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                # Writes by the operator's ServiceAccount are audited, so tests can tell from
+                # the API server's own record which operator process wrote what.
+                f"--audit-policy-file={self._write_audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
             ],
         )
+
+    def _write_audit_policy(self) -> Path:
+        path = self.workdir / "audit-policy.json"
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {
+                    "level": "Metadata",
+                    "userGroups": [f"system:serviceaccounts:{AUDITED_NAMESPACE}"],
+                    "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+                },
+                {"level": "None"},
+            ],
+        }
+        path.write_text(json.dumps(policy))
+        return path
+
+    def audit_events(self) -> list[dict[str, object]]:
+        """Audit events so far: every write by a ServiceAccount of the operator's namespace.
+
+        The user's ``extra["authentication.kubernetes.io/credential-id"]`` tells tokens of
+        the same ServiceAccount apart (one per operator process in the HA tests).
+        """
+        if not self.audit_log.exists():
+            return []
+        lines = self.audit_log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
 
     def _component_kubeconfig(self, name: str, cert: Path, key: Path) -> Path:
         return write_kubeconfig(

@@ -49,6 +49,9 @@ class InProcessOperator:
         self.env = {
             "MODELWERK_KUBECONFIG": str(kubeconfig),
             "MODELWERK_METRICS_PORT": str(self.metrics_port),
+            # As deployed: the operator acts once it holds the Lease (RBAC in manifests/base).
+            # A stop releases it, so the next run (or test) takes it over at once.
+            "MODELWERK_LEADER_ELECTION": "true",
             **(env or {}),
         }
         self.runs: list[KopfRunner] = []

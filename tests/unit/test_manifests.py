@@ -110,6 +110,52 @@ def test_samples_namespace_enforces_the_restricted_pod_security_standard() -> No
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+def test_two_replicas_elect_a_leader_and_a_drain_keeps_one() -> None:
+    docs = render("manifests/overlays/default")
+    deployment = _one(docs, "Deployment", "modelwerk-operator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELWERK_LEADER_ELECTION"]["value"] == "true"
+    assert env["MODELWERK_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    pdb = _one(docs, "PodDisruptionBudget", "modelwerk-operator")
+    assert pdb["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert pdb["spec"]["minAvailable"] == 1
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_leader_election_role_is_namespaced_and_names_its_lease() -> None:
+    docs = render("manifests/base/rbac")
+    role = _one(docs, "Role", "modelwerk-operator-leader-election")
+    assert role["metadata"]["namespace"] == "modelwerk-system"
+    verbs: dict[str, list[str] | None] = {}
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+        for verb in rule["verbs"]:
+            verbs[verb] = rule.get("resourceNames")
+    # The operator never deletes, lists or watches Leases; create cannot name its object.
+    assert verbs == {
+        "get": ["modelwerk-operator"],
+        "update": ["modelwerk-operator"],
+        "create": None,
+    }
+    binding = _one(docs, "RoleBinding", "modelwerk-operator-leader-election")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "modelwerk-operator-leader-election",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "modelwerk-operator", "namespace": "modelwerk-system"}
+    ]
+    assert not [
+        rule
+        for rule in _one(docs, "ClusterRole", "modelwerk-operator")["rules"]
+        if "leases" in rule["resources"]
+    ], "Leases are granted in the operator's namespace only"
+
+
 PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com/"
 
 

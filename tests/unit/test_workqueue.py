@@ -89,3 +89,56 @@ async def test_requeue_after_schedules_the_next_pass() -> None:
     await queue.stop()
     assert calls == 3
     assert len(queue) == 0
+
+
+async def test_a_paused_queue_collects_keys_and_runs_them_once_resumed() -> None:
+    calls: list[Hashable] = []
+    done = asyncio.Event()
+
+    async def reconcile(key: Hashable) -> float | None:
+        calls.append(key)
+        if len(calls) == 2:
+            done.set()
+        return None
+
+    queue = _queue(reconcile, paused=True)
+    queue.start()
+    for key in ("a", "b", "a"):
+        queue.add(key)
+    await asyncio.sleep(0.05)
+    assert calls == [] and len(queue) == 2 and queue.paused
+    queue.resume()
+    await asyncio.wait_for(done.wait(), 1)
+    await queue.stop()
+    assert sorted(calls) == ["a", "b"]  # type: ignore[type-var]
+
+
+async def test_pausing_cancels_reconciles_in_flight_and_reruns_them_after_resume() -> None:
+    started = asyncio.Event()
+    cancelled = 0
+    finished: list[Hashable] = []
+
+    async def reconcile(key: Hashable) -> float | None:
+        nonlocal cancelled
+        started.set()
+        if not finished and cancelled == 0:
+            try:
+                await asyncio.sleep(60)  # a reconcile waiting on the API server
+            except asyncio.CancelledError:
+                cancelled += 1
+                raise
+        finished.append(key)
+        return None
+
+    queue = _queue(reconcile)
+    queue.start()
+    queue.add("a")
+    await asyncio.wait_for(started.wait(), 1)
+    await asyncio.wait_for(queue.pause(), 1)  # returns only once the reconcile has ended
+    assert cancelled == 1 and finished == []
+    await asyncio.sleep(0.05)
+    assert finished == [] and len(queue) == 1  # still wanted, not run while paused
+    queue.resume()
+    await asyncio.sleep(0.05)
+    await queue.stop()
+    assert finished == ["a"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modelwerk.handlers.leader import LeaderElector
 from modelwerk.handlers.workqueue import WorkQueue
 from modelwerk.kube.client import Kube
 from modelwerk.kube.scrape import MetricsReader
@@ -17,3 +18,5 @@ class Context:
     queue: WorkQueue
     metrics: MetricsReader = field(default_factory=MetricsReader)
     """Reads the serving pods' (or Prometheus') metrics for analysis and drift."""
+    elector: LeaderElector | None = None
+    """None when leader election is off: this replica always acts."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import kopf
@@ -10,11 +11,12 @@ from prometheus_client import start_http_server
 
 from modelwerk.handlers.context import Context
 from modelwerk.handlers.kinds import RECONCILERS
+from modelwerk.handlers.leader import LeaderElector
 from modelwerk.handlers.reconcile import Key, reconcile
 from modelwerk.handlers.workqueue import WorkQueue
 from modelwerk.kube import credentials
 from modelwerk.kube.client import Kube
-from modelwerk.metrics import REGISTRY
+from modelwerk.metrics import LEADER, REGISTRY
 from modelwerk.settings import OperatorSettings
 
 PREFIX = "modelwerk.dev"
@@ -58,19 +60,46 @@ async def startup(
         workers=config.workers,
         resync_seconds=config.resync_seconds,
         max_backoff_seconds=config.max_backoff_seconds,
+        paused=config.leader_election,  # a replica acts only once it holds the lease
     )
-    ctx = Context(settings=config, kube=kube, queue=queue)
+    elector = None
+    if config.leader_election:
+        elector = LeaderElector(
+            kube,
+            queue,
+            namespace=config.operator_namespace,
+            name=config.lease_name,
+            # Unique per process: a restarted container must not mistake its predecessor's
+            # lease for its own while that one may still be acting.
+            identity=f"{config.identity}_{secrets.token_hex(4)}",
+            timing=config.election_timing(),
+        )
+        kube.fence = elector.may_act
+    ctx = Context(settings=config, kube=kube, queue=queue, elector=elector)
     queue.start()
     memo.ctx = ctx
+    if elector is not None:
+        elector.start()
+    else:
+        LEADER.set(1)
     if config.metrics_port:
         memo.metrics_server, _thread = start_http_server(config.metrics_port, registry=REGISTRY)
-    logger.info("Started modelwerk operator as %s", config.identity)
+    logger.info(
+        "Started modelwerk operator as %s%s",
+        config.identity,
+        f" (leader election on Lease {config.operator_namespace}/{config.lease_name})"
+        if elector
+        else "",
+    )
 
 
 @kopf.on.cleanup(id="cleanup")
 async def cleanup(memo: Any, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
+        if ctx.elector is not None:
+            # Stops the reconciles first, then frees the Lease for a standby to take at once.
+            await ctx.elector.stop()
         await ctx.queue.stop()
         await ctx.kube.close()
         await ctx.metrics.close()

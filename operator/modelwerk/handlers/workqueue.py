@@ -4,19 +4,23 @@ Events only say "look at this object again"; many events for one object while it
 or being reconciled collapse into one more pass. A reconcile that fails is retried with
 exponential backoff, one that asks to be requeued is scheduled for then, and every object
 is revisited at the resync interval, so nothing depends on not missing an event.
+
+A paused queue (a standby replica) keeps collecting keys but runs no reconcile; pausing
+cancels the reconciles in flight, which run again, from a fresh read, once resumed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any
 
 from modelwerk.metrics import QUEUE_DEPTH
 
 logger = logging.getLogger(__name__)
 
-Reconcile = Callable[[Hashable], Awaitable[float | None]]
+Reconcile = Callable[[Hashable], Coroutine[Any, Any, float | None]]
 """Reconciles one key; returns seconds until it wants to run again, or None when gone."""
 
 
@@ -28,6 +32,7 @@ class WorkQueue:
         workers: int,
         resync_seconds: float,
         max_backoff_seconds: float,
+        paused: bool = False,
     ) -> None:
         self._reconcile = reconcile
         self._workers = workers
@@ -40,6 +45,10 @@ class WorkQueue:
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._failures: dict[Hashable, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: dict[Hashable, asyncio.Task[float | None]] = {}
+        self._active = asyncio.Event()
+        if not paused:
+            self._active.set()
         self._stopping = False
 
     def __len__(self) -> int:
@@ -59,6 +68,23 @@ class WorkQueue:
                 task.cancel()
             await asyncio.wait(pending, timeout=1.0)
         self._tasks = []
+
+    @property
+    def paused(self) -> bool:
+        return not self._active.is_set()
+
+    def resume(self) -> None:
+        """Run reconciles again, starting with every key collected while paused."""
+        self._active.set()
+
+    async def pause(self) -> None:
+        """Start no reconcile; cancel those in flight and return once they have ended."""
+        self._active.clear()
+        # As in stop(): a reconcile may swallow one cancellation, so cancel until it is done.
+        while pending := [task for task in self._inflight.values() if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
 
     def add(self, key: Hashable) -> None:
         """Reconcile ``key`` soon; a no-op if it is already waiting."""
@@ -96,15 +122,31 @@ class WorkQueue:
 
     async def _work(self) -> None:
         while not self._stopping:
+            await self._active.wait()
             key = await self._queue.get()
+            if not self._active.is_set():  # paused while this worker waited for a key
+                self._queue.put_nowait(key)
+                continue
             self._queued.discard(key)
             QUEUE_DEPTH.set(len(self._queued))
             self._running.add(key)
+            task = asyncio.create_task(self._reconcile(key))
+            self._inflight[key] = task
             try:
-                requeue = await self._reconcile(key)
+                requeue = await task
             except asyncio.CancelledError:
-                raise
+                self._inflight.pop(key, None)
+                task.cancel()
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the queue is stopping
+                # Only the reconcile was cancelled (the queue paused): run it again later.
+                self._running.discard(key)
+                self._dirty.discard(key)
+                self.add(key)
+                continue
             except Exception:
+                self._inflight.pop(key, None)
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 backoff = min(self._max_backoff, 0.5 * 2 ** min(failures, 20))
@@ -115,6 +157,7 @@ class WorkQueue:
                 self._dirty.discard(key)
                 self.add_after(key, backoff)
                 continue
+            self._inflight.pop(key, None)
             self._failures.pop(key, None)
             self._running.discard(key)
             if requeue is None:

@@ -9,6 +9,12 @@ dry run, and every child it would apply is checked to be the owner's own: a spec
 server refuses for one child (a node port already taken, a quantity a pod cannot have) or a
 name already used by an object someone else owns raises :class:`ChildRefused` with nothing
 written, never a half-created set of children or a take-over of a stranger's Service.
+
+The status is applied with the operator's field manager and only with the conditions the
+operator owns or decided now: a condition another field manager wrote (a policy engine, a
+person with kubectl) is carried in the plan only because it was read. Applying it would
+make the operator a co-owner, so that its owner could no longer change it without a
+conflict, and, when the read was stale, would put back a value its owner had just changed.
 """
 
 from __future__ import annotations
@@ -151,7 +157,7 @@ async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) ->
                 "apiVersion": obj.api_version,
                 "kind": obj.crd.kind,
                 "metadata": {"name": obj.metadata.name, "namespace": obj.metadata.namespace},
-                "status": desired,
+                "status": status_to_apply(desired, current, owned_conditions(obj)),
             },
             subresource="status",
         )
@@ -163,6 +169,36 @@ async def apply_plan(kube: Kube, obj: Resource, plan: Plan, *, now: datetime) ->
             # already written, is the record that matters.
             logger.info("Could not record event %s on %s: %s", event.reason, obj.metadata.name, exc)
     return changed
+
+
+def owned_conditions(obj: Resource) -> set[str]:
+    """Condition types the operator's field manager owns in ``obj``'s status."""
+    owned: set[str] = set()
+    for entry in (obj.metadata.model_extra or {}).get("managedFields") or []:
+        if entry.get("manager") != FIELD_MANAGER or entry.get("subresource") != "status":
+            continue
+        conditions = (entry.get("fieldsV1") or {}).get("f:status", {}).get("f:conditions", {})
+        for key in conditions:
+            if key.startswith("k:"):  # a list-map key: k:{"type":"Ready"}
+                owned.add(json.loads(key[2:]).get("type", ""))
+    return owned
+
+
+def status_to_apply(
+    desired: dict[str, Any], current: dict[str, Any], owned: set[str]
+) -> dict[str, Any]:
+    """``desired`` without the conditions the operator neither owns nor changed.
+
+    >>> mine = {"type": "Ready", "status": "True"}
+    >>> theirs = {"type": "example.com/Audited", "status": "True"}
+    >>> status_to_apply({"conditions": [mine, theirs]}, {"conditions": [mine, theirs]}, {"Ready"})
+    {'conditions': [{'type': 'Ready', 'status': 'True'}]}
+    """
+    if "conditions" not in desired:
+        return desired
+    before = {c["type"]: c for c in current.get("conditions") or []}
+    ours = [c for c in desired["conditions"] if c["type"] in owned or before.get(c["type"]) != c]
+    return {**desired, "conditions": ours}
 
 
 async def post_event(kube: Kube, obj: Resource, event: Event, *, now: datetime) -> None:

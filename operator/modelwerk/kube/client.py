@@ -2,8 +2,14 @@
 
 Writes use server-side apply with one field manager, so the operator owns exactly the fields
 it sets: a user's or another controller's fields on the same object are never overwritten,
-and a field the operator stops setting is removed. Conflicts (409), throttling (429) and
-transient server errors (5xx) are retried a few times with backoff before they surface.
+and a field the operator stops setting is removed. Throttling (429, with the API server's
+Retry-After), transient server errors (500, 502, 503, 504) and write conflicts (409) are
+retried a few times with jittered exponential backoff before they surface; the work queue
+then retries the whole reconcile from a fresh read. A conflict on a write that carries a
+resourceVersion is never retried here: the same body can only conflict again, so the caller
+has to read again and decide anew (leader election depends on that).
+
+Every write passes the ``fence`` first: a replica that is not the leader sends none.
 """
 
 from __future__ import annotations
@@ -11,17 +17,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 
+from modelwerk import __version__
 from modelwerk.kube.credentials import Credentials
 from modelwerk.kube.resources import ResourceType, resource_of
+from modelwerk.metrics import API_RETRIES
 
 FIELD_MANAGER = "modelwerk-operator"
 _RETRYABLE = {409, 429, 500, 502, 503, 504}
 _ATTEMPTS = 4
+_READS = {"GET", "HEAD"}
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +48,10 @@ class ApiError(Exception):
         self.message = message
 
 
+class NotLeader(Exception):
+    """A write was refused locally: this replica does not hold the leader lease."""
+
+
 class Kube:
     """Typed verbs over the REST API; one instance (and connection pool) per operator."""
 
@@ -46,6 +60,8 @@ class Kube:
     ) -> None:
         self.identity = identity
         """Who is acting, for example the pod name; recorded on Events."""
+        self.fence: Callable[[], bool] | None = None
+        """Asked before every write; writes are refused (``NotLeader``) while it says False."""
         self._credentials = credentials
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -70,14 +86,24 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         retry_conflicts: bool = True,
+        fenced: bool = True,
     ) -> Body:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        """One API call; ``fenced=False`` only for the leader election's own Lease writes."""
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            "User-Agent": f"modelwerk-operator/{__version__} ({self.identity})",
+        }
         token = self._credentials.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = None if body is None else json.dumps(body)
+        if isinstance(body, dict) and body.get("metadata", {}).get("resourceVersion"):
+            retry_conflicts = False  # a precondition: the same body would conflict again
         delay = 0.2
         for attempt in range(1, _ATTEMPTS + 1):
+            if fenced and method not in _READS and self.fence is not None and not self.fence():
+                raise NotLeader(f"{method} {path}: this replica is not the leader")
             async with self._session_now().request(
                 method, self._credentials.server + path, params=params, data=data, headers=headers
             ) as response:
@@ -85,12 +111,14 @@ class Kube:
                 if response.status < 300:
                     return json.loads(text) if text else {}
                 error = _error(response.status, text)
-                retryable = response.status in _RETRYABLE and (
-                    retry_conflicts or response.status != 409
-                )
-                if not retryable or attempt == _ATTEMPTS:
+                if not _retryable(error, retry_conflicts) or attempt == _ATTEMPTS:
                     raise error
-                wait = _retry_after(response.headers.get("Retry-After")) or delay
+                # Jitter spreads the retries of many workers hit by the same outage (the
+                # API server asks them all for the same Retry-After).
+                jitter = random.uniform(delay / 2, delay)
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                wait = jitter if retry_after is None else retry_after + jitter / 2
+            API_RETRIES.labels(str(error.status)).inc()
             logger.debug("Retrying %s %s after %s (attempt %d)", method, path, error, attempt)
             await asyncio.sleep(wait)
             delay = min(delay * 2, 5.0)
@@ -171,6 +199,13 @@ def _error(status: int, text: str) -> ApiError:
     except ValueError:
         return ApiError(status, "Unknown", text[:500])
     return ApiError(status, payload.get("reason", "Unknown"), payload.get("message", text[:500]))
+
+
+def _retryable(error: ApiError, retry_conflicts: bool) -> bool:
+    if error.status == 409:
+        # AlreadyExists will not go away; a Conflict may (a patch that lost a race).
+        return retry_conflicts and error.reason == "Conflict"
+    return error.status in _RETRYABLE
 
 
 def _retry_after(value: str | None) -> float | None:

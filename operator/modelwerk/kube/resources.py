@@ -49,6 +49,7 @@ PVCS = ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 EVENTS = ResourceType("", "v1", "events", "Event")
 APPS_DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "Deployment")
 HTTP_ROUTES = ResourceType("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
+LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease")
 
 BY_KIND: dict[tuple[str, str], ResourceType] = {
     (r.api_version, r.kind): r
@@ -64,6 +65,7 @@ BY_KIND: dict[tuple[str, str], ResourceType] = {
         EVENTS,
         APPS_DEPLOYMENTS,
         HTTP_ROUTES,
+        LEASES,
     )
 }
 
