@@ -25,12 +25,14 @@ from tests.cluster.wait import wait_until
 
 OPERATOR = "system:serviceaccount:modelwerk-system:modelwerk-operator"
 
-# What manifests/base/rbac grants the operator, as `kubectl auth can-i --list` prints it
-# (resource.group, verb). A verb added to the ClusterRole fails this test until it is added
-# here too: every grant is a decision, reviewed with the code that needs it.
-GRANTED: frozenset[tuple[str, str]] = frozenset(
+# What manifests/base/rbac grants the operator, as `kubectl auth can-i --list` prints it:
+# (resource.group, resource name or "" for all, verb). A verb added to the ClusterRole fails
+# this test until it is added here too: every grant is a decision, reviewed with the code that
+# needs it.
+Grant = tuple[str, str, str]
+GRANTED: frozenset[Grant] = frozenset(
     {
-        (resource, verb)
+        (resource, "", verb)
         for resource, verbs in {
             "datasets.modelwerk.dev": "get list watch patch",
             "deployments.modelwerk.dev": "get list watch patch",
@@ -56,15 +58,15 @@ GRANTED: frozenset[tuple[str, str]] = frozenset(
 )
 # Granted to every authenticated identity by the API server's default roles
 # (system:basic-user, system:discovery, system:public-info-viewer).
-EVERYONE: frozenset[tuple[str, str]] = frozenset(
+EVERYONE: frozenset[Grant] = frozenset(
     {
-        ("selfsubjectreviews.authentication.k8s.io", "create"),
-        ("selfsubjectaccessreviews.authorization.k8s.io", "create"),
-        ("selfsubjectrulesreviews.authorization.k8s.io", "create"),
+        ("selfsubjectreviews.authentication.k8s.io", "", "create"),
+        ("selfsubjectaccessreviews.authorization.k8s.io", "", "create"),
+        ("selfsubjectrulesreviews.authorization.k8s.io", "", "create"),
     }
 )
 # Namespace-scoped grants (Roles) on top of GRANTED, by namespace.
-IN_NAMESPACE: dict[str, frozenset[tuple[str, str]]] = {}
+IN_NAMESPACE: dict[str, frozenset[Grant]] = {}
 
 _ROW = re.compile(
     r"^(?P<resource>\S*)\s+\[(?P<urls>[^\]]*)\]\s+\[(?P<names>[^\]]*)\]\s+\[(?P<verbs>[^\]]*)\]$"
@@ -73,8 +75,8 @@ _ROW = re.compile(
 
 def can_i_list(
     cp: ControlPlane, namespace: str, *, as_user: str | None = OPERATOR
-) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-    """``kubectl auth can-i --list`` parsed: (resource, verb) and (non-resource URL, verb)."""
+) -> tuple[set[Grant], set[tuple[str, str]]]:
+    """``kubectl auth can-i --list`` parsed: (resource, name, verb), (non-resource URL, verb)."""
     args = ["auth", "can-i", "--list", f"--namespace={namespace}"]
     if as_user:
         args.append(f"--as={as_user}")
@@ -83,18 +85,20 @@ def can_i_list(
         out = cp.kubectl(*args, kubeconfig=cp.workdir / "operator.kubeconfig")
     lines = out.splitlines()
     assert lines[0].split() == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
-    resources: set[tuple[str, str]] = set()
+    resources: set[Grant] = set()
     urls: set[tuple[str, str]] = set()
     for line in lines[1:]:
         row = _ROW.match(line.strip() if line.startswith(" ") else line)
         if row is None:  # a row without a resource starts with the URL column
             row = _ROW.match(" " + line.strip())
         assert row is not None, f"unparsed row: {line!r}"
-        # Per-name grants would widen nothing unnoticed: there are none to expect.
-        assert row["names"] == "", f"a grant restricted to resource names: {line!r}"
         verbs = row["verbs"].split()
         if row["resource"]:
-            resources.update((row["resource"], verb) for verb in verbs)
+            resources.update(
+                (row["resource"], name, verb)
+                for name in (row["names"].split() or [""])
+                for verb in verbs
+            )
         for url in row["urls"].split():
             urls.update((url, verb) for verb in verbs)
     return resources, urls
