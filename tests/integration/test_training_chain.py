@@ -5,12 +5,14 @@ real Jobs, and the node stand-in runs their pods' real commands (validator, trai
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from modelwerk.metrics import REGISTRY
 from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
 from tests.cluster.rest import Rest
@@ -242,34 +244,182 @@ def test_malformed_params_fail_the_run_with_a_clear_error(
     assert "n_estimatorz" in tj["message"]
 
 
-def test_a_restart_during_training_adopts_the_running_job(
+def _reconciles(kind: str) -> float:
+    # The in-process operator shares the test process's registry.
+    return (
+        REGISTRY.get_sample_value("modelwerk_reconcile_total", {"kind": kind, "result": "success"})
+        or 0.0
+    )
+
+
+def _restart(
+    operator: InProcessOperator,
+    kinds: tuple[str, ...] = ("Dataset", "TrainingJob"),
+    *,
+    while_down: Callable[[], object] = lambda: None,
+) -> None:
+    """Stop the operator, let ``while_down`` change the cluster, start it again and wait until
+    it has reconciled each of ``kinds`` at least once (a restart re-lists everything)."""
+    operator.stop()
+    while_down()
+    before = {kind: _reconciles(kind) for kind in kinds}
+    operator.start()
+    for kind, count in before.items():
+        wait_until(
+            lambda kind=kind, count=count: _reconciles(kind) > count,  # type: ignore[misc]
+            timeout=60,
+            what=f"a {kind} reconcile after the restart",
+        )
+
+
+def _component_jobs(rest: Rest, namespace: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for job in rest.get(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]:
+        component = job["metadata"]["labels"]["app.kubernetes.io/component"]
+        found.setdefault(component, []).append(job["metadata"]["name"])
+    return found
+
+
+def _pod_of(node: StandInNode, namespace: str, component: str) -> str:
+    pod = node.wait_for_pod(namespace, f"app.kubernetes.io/component={component}")
+    name: str = pod["metadata"]["name"]
+    return name
+
+
+def _job_complete(rest: Rest, namespace: str, component: str) -> bool:
+    (job,) = rest.get(
+        f"/apis/batch/v1/namespaces/{namespace}/jobs",
+        labelSelector=f"app.kubernetes.io/component={component}",
+    )["items"]
+    return any(
+        c["type"] == "Complete" and c["status"] == "True"
+        for c in job.get("status", {}).get("conditions", [])
+    )
+
+
+def test_restarts_at_every_phase_converge_with_one_job_per_run_and_one_model_version(
     admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
 ) -> None:
-    node.auto(namespace, "app.kubernetes.io/component=validation", mode="run")
+    """The operator restarts (a new kopf run re-lists everything, as a restarted pod does) at
+    each phase of validation and training; the stand-in runs each pod only when the test says."""
     apply(admin_rest, namespace, "Dataset")
     apply(admin_rest, namespace, "TrainingJob", **FAST)
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def phases(point: str) -> None:
+        ds = status(admin_rest, namespace, "datasets", "iris")
+        tj = status(admin_rest, namespace, "trainingjobs", "iris-rf")
+        seen.append((point, ds.get("phase"), tj.get("phase")))
+        # Never a second Job for a run, whatever the restart interrupted.
+        assert all(len(v) == 1 for v in _component_jobs(admin_rest, namespace).values()), point
+
+    # 1. Validation Job created, its pod not started; training waits for the Dataset.
+    validation_pod = _pod_of(node, namespace, "validation")
     wait_until(
-        lambda: phase_is(admin_rest, namespace, "trainingjobs", "iris-rf", "Running"),
-        timeout=120,
-        what="training to start",
+        lambda: phase_is(admin_rest, namespace, "trainingjobs", "iris-rf", "Pending"),
+        what="the TrainingJob to wait for its Dataset",
     )
-    train_jobs = [j for j in jobs(admin_rest, namespace) if "-train-" in j]
-    assert len(train_jobs) == 1
-    operator.restart()
-    # The restarted operator finds the Job it started before and starts no other.
-    with node.auto(namespace, "app.kubernetes.io/component=training", mode="run"):
-        tj = wait_until(
-            lambda: phase_is(
-                admin_rest, namespace, "trainingjobs", "iris-rf", "Succeeded", "Failed"
-            ),
-            timeout=300,
-            what="training to finish",
-        )
+    _restart(operator)
+    phases("validation pod pending")
+    # 2. The validation pod is running.
+    node.mark_running(namespace, validation_pod)
+    _restart(operator)
+    phases("validation pod running")
+
+    # 3. The validation Job finishes while the operator is down.
+    def validate() -> None:
+        assert node.run(namespace, validation_pod).exit_code == 0
+        wait_until(lambda: _job_complete(admin_rest, namespace, "validation"), what="validation")
+
+    _restart(operator, while_down=validate)
+    ds = wait_until(
+        lambda: phase_is(admin_rest, namespace, "datasets", "iris", "Ready", "Invalid", "Failed"),
+        timeout=60,
+        what="Dataset iris to be judged",
+    )
+    assert ds["phase"] == "Ready", ds
+    # 4. Dataset Ready; the training Job created, its pod not started.
+    training_pod = _pod_of(node, namespace, "training")
+    _restart(operator)
+    phases("dataset ready, training pod pending")
+    # 5. The training pod is running.
+    node.mark_running(namespace, training_pod)
+    _restart(operator)
+    phases("training pod running")
+
+    # 6. The training Job finishes while the operator is down.
+    def train() -> None:
+        assert node.run(namespace, training_pod).exit_code == 0
+        wait_until(lambda: _job_complete(admin_rest, namespace, "training"), what="training")
+
+    _restart(operator, while_down=train)
+    tj = wait_until(
+        lambda: phase_is(
+            admin_rest, namespace, "trainingjobs", "iris-rf", "Succeeded", "Failed", "Rejected"
+        ),
+        timeout=60,
+        what="TrainingJob iris-rf to finish",
+    )
     assert tj["phase"] == "Succeeded", tj
-    assert [j for j in jobs(admin_rest, namespace) if "-train-" in j] == train_jobs
-    assert [
-        m["metadata"]["name"] for m in admin_rest.get(url(namespace, "modelversions"))["items"]
-    ] == ["iris-classifier-v1"]
+    registered = admin_rest.get(url(namespace, "modelversions", "iris-classifier-v1"))
+    # 7. After registration.
+    chain = ("Dataset", "TrainingJob", "ModelVersion")
+    _restart(operator, chain)
+    phases("registered")
+
+    # 8. A crash between creating the ModelVersion and recording it: the TrainingJob's status
+    #    still says Registering. The run label on the ModelVersion finds it again.
+    def lose_the_status_write() -> None:
+        admin_rest.merge_patch(
+            url(namespace, "trainingjobs", "iris-rf") + "/status",
+            {"status": {"phase": "Running", "modelVersion": None, "message": "Registering"}},
+        )
+
+    _restart(operator, chain, while_down=lose_the_status_write)
+    phases("model version created, status not written")
+    with node.auto(namespace, "app.kubernetes.io/component=verification", mode="run"):
+        mv = wait_until(
+            lambda: phase_is(
+                admin_rest, namespace, "modelversions", "iris-classifier-v1", "Ready", "Failed"
+            ),
+            timeout=120,
+            what="ModelVersion to be verified",
+        )
+    assert mv["phase"] == "Ready", mv
+    final = wait_until(
+        lambda: phase_is(admin_rest, namespace, "trainingjobs", "iris-rf", "Succeeded"),
+        what="the TrainingJob to record its ModelVersion again",
+    )
+    assert final["modelVersion"] == "iris-classifier-v1"
+    assert (final["jobName"], final["datasetVersion"], final["metrics"]) == (
+        tj["jobName"],
+        ds["version"],
+        tj["metrics"],
+    )
+    # The same end state as without restarts: one Job per run, one ModelVersion, unchanged.
+    assert {k: len(v) for k, v in _component_jobs(admin_rest, namespace).items()} == {
+        "validation": 1,
+        "training": 1,
+        "verification": 1,
+    }
+    versions = admin_rest.get(url(namespace, "modelversions"))["items"]
+    assert [m["metadata"]["name"] for m in versions] == ["iris-classifier-v1"]
+    assert versions[0]["spec"] == registered["spec"]
+    assert versions[0]["metadata"]["uid"] == registered["metadata"]["uid"]
+    assert ds == {
+        **status(admin_rest, namespace, "datasets", "iris"),
+        "conditions": ds["conditions"],
+    }
+    assert [p for p, _, _ in seen] == [
+        "validation pod pending",
+        "validation pod running",
+        "dataset ready, training pod pending",
+        "training pod running",
+        "registered",
+        "model version created, status not written",
+    ]
+    assert len(operator.runs) == 9
+    assert 'modelwerk-operator" cannot' not in operator.output
 
 
 def _iris_csv() -> str:
