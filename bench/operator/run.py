@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -415,7 +416,13 @@ def census(rest: Rest) -> dict[str, int]:
 
 
 def measure(
-    kubeconfig: Path, workdir: Path, n: int, resync: float, passes: int, workers: int
+    kubeconfig: Path,
+    workdir: Path,
+    n: int,
+    resync: float,
+    passes: int,
+    workers: int,
+    trace: Path | None = None,
 ) -> tuple[list[Sample], list[dict[str, float]], str]:
     """A fresh operator until every Deployment was reconciled ``passes`` + 1 times (the initial
     sync, then ``passes`` resyncs); its process sampled every second."""
@@ -423,7 +430,11 @@ def measure(
         kubeconfig,
         workdir,
         "measured",
-        env={"MODELWERK_RESYNC_SECONDS": str(resync), "MODELWERK_WORKERS": str(workers)},
+        env={
+            "MODELWERK_RESYNC_SECONDS": str(resync),
+            "MODELWERK_WORKERS": str(workers),
+            **({"BENCH_TRACEMALLOC": str(trace)} if trace else {}),
+        },
     )
     op.start()
     series: list[dict[str, float]] = []
@@ -440,6 +451,8 @@ def measure(
             reached = min(counts.values()) if len(counts) >= n else 0
             if reached > done:
                 done = reached
+                if trace is not None and op.proc is not None:
+                    os.kill(op.proc.pid, signal.SIGUSR1)
                 say(
                     f"  {'initial sync' if done == 1 else f'resync {done - 1}'} done "
                     f"{time.monotonic() - op.started:.0f}s after start: RSS "
@@ -521,6 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=6, help="resync periods measured")
     parser.add_argument("--workers", type=int, default=8, help="MODELWERK_WORKERS")
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="profile the operator's memory (out/tracemalloc.txt after each pass); "
+        "its RSS is then not the operator's alone",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
@@ -546,7 +565,13 @@ def main(argv: list[str] | None = None) -> int:
         info["census"] = census(rest)
         say(f"cluster holds {info['census']}; measuring a fresh operator")
         samples, series, metrics = measure(
-            kubeconfig, cp.workdir, args.objects, args.resync, args.passes, args.workers
+            kubeconfig,
+            cp.workdir,
+            args.objects,
+            args.resync,
+            args.passes,
+            args.workers,
+            (args.out / "tracemalloc.txt").resolve() if args.tracemalloc else None,
         )
         info["final_states"] = {
             f"{phase}/{reason}": count

@@ -1,9 +1,11 @@
-"""What every handler shares, kept in kopf's memo: settings, the API client, the queue."""
+"""What every handler shares, kept in kopf's memo: settings, the API client, the queue, the
+index of who refers to whom."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from modelwerk.handlers.dependents import Dependents
 from modelwerk.handlers.workqueue import WorkQueue
 from modelwerk.kube.client import Kube
 from modelwerk.settings import OperatorSettings
@@ -14,3 +16,4 @@ class Context:
     settings: OperatorSettings
     kube: Kube
     queue: WorkQueue
+    dependents: Dependents = field(default_factory=Dependents)
