@@ -2,7 +2,8 @@
 
 Every event on one of our objects, and on any child labelled as ours (Jobs, their Pods,
 serving Deployments, Services), only enqueues the owning object; the work queue then runs
-the single reconcile path for it.
+the single reconcile path for it. The event handlers are coroutines: kopf runs plain functions
+in a thread pool, and the work queue (asyncio) may only be touched from the event loop.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _enqueue(memo: Any, key: Key, event_type: str | None) -> None:
 
 def _register_kind(kind: str, plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-enqueue")
-    def _own_event(
+    async def _own_event(
         event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, spec: kopf.Spec, **_: Any
     ) -> None:
         assert namespace is not None  # every modelwerk kind is namespaced
@@ -145,7 +146,7 @@ def _register_child(rt: resources.ResourceType) -> None:
         id=f"{rt.plural}-{rt.group or 'core'}-wakes-owner",
         labels=MANAGED_SELECTOR,
     )
-    def _child_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+    async def _child_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
         key = _owner_key(dict(labels), namespace) if namespace else None
         if key is not None:
             _enqueue(memo, key, None)
