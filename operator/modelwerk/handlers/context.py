@@ -1,9 +1,11 @@
-"""What every handler shares, kept in kopf's memo: settings, the API client, the queue."""
+"""What every handler shares, kept in kopf's memo: settings, the API client, the queue, the
+index of who refers to whom."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modelwerk.handlers.dependents import Dependents
 from modelwerk.handlers.leader import LeaderElector
 from modelwerk.handlers.workqueue import WorkQueue
 from modelwerk.kube.client import Kube
@@ -20,3 +22,4 @@ class Context:
     """Reads the serving pods' (or Prometheus') metrics for analysis and drift."""
     elector: LeaderElector | None = None
     """None when leader election is off: this replica always acts."""
+    dependents: Dependents = field(default_factory=Dependents)

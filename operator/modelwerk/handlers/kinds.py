@@ -2,7 +2,8 @@
 
 Every event on one of our objects, and on any child labelled as ours (Jobs, their Pods,
 serving Deployments, Services), only enqueues the owning object; the work queue then runs
-the single reconcile path for it.
+the single reconcile path for it. The event handlers are coroutines: kopf runs plain functions
+in a thread pool, and the work queue (asyncio) may only be touched from the event loop.
 """
 
 from __future__ import annotations
@@ -98,61 +99,24 @@ def _enqueue(memo: Any, key: Key, event_type: str | None) -> None:
         ctx.queue.add(key)
 
 
-@kopf.index(GROUP, VERSION, "trainingjobs", id="trainingjobs_by_dataset")
-def trainingjobs_by_dataset(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str | None, str], str]:
-    """TrainingJobs waiting on a Dataset are woken when the Dataset changes."""
-    return {(namespace, spec.get("datasetRef", {}).get("name", "")): name}
-
-
-@kopf.index(GROUP, VERSION, "modelversions", id="modelversions_by_model")
-def modelversions_by_model(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str | None, str], str]:
-    """A version's stage change concerns its siblings (one Production version per model)."""
-    return {(namespace, spec.get("model", "")): name}
-
-
-def _dependents(
-    kind: str, namespace: str, name: str, body: kopf.Body, indices: dict[str, Any]
-) -> list[Key]:
-    if kind == "Dataset":
-        index = indices.get("trainingjobs_by_dataset") or {}
-        return [Key("TrainingJob", namespace, tj) for tj in index.get((namespace, name), [])]
-    if kind == "ModelVersion":
-        index = indices.get("modelversions_by_model") or {}
-        model = body.get("spec", {}).get("model", "")
-        siblings = index.get((namespace, model), [])
-        serving = indices.get("deployments_by_model") or {}
-        users = [*serving.get((namespace, f"version:{name}"), []),
-                 *serving.get((namespace, f"model:{model}"), [])]  # fmt: skip
-        return [
-            *(Key("ModelVersion", namespace, mv) for mv in siblings if mv != name),
-            *(Key("Deployment", namespace, dep) for dep in users),
-        ]
-    return []
-
-
-@kopf.index(GROUP, VERSION, "deployments", id="deployments_by_model")
-def deployments_by_model(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str | None, str], str]:
-    """A Deployment is woken when the version it pins, or any version of its model, changes."""
-    if spec.get("modelVersion"):
-        return {(namespace, f"version:{spec['modelVersion']}"): name}
-    return {(namespace, f"model:{spec.get('modelSelector', {}).get('model', '')}"): name}
-
-
 def _register_kind(kind: str, plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-enqueue")
-    def _own_event(
-        event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, **kwargs: Any
+    async def _own_event(
+        event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, spec: kopf.Spec, **_: Any
     ) -> None:
         assert namespace is not None  # every modelwerk kind is namespaced
         _enqueue(memo, Key(kind, namespace, name), event.get("type"))
-        for dependent in _dependents(kind, namespace, name, kwargs["body"], kwargs):
-            _enqueue(memo, dependent, None)
+        ctx: Context | None = getattr(memo, "ctx", None)
+        if ctx is None:
+            return
+        if event.get("type") == "DELETED":
+            ctx.dependents.forget(kind, namespace, name)
+        else:
+            ctx.dependents.seen(kind, namespace, name, spec)
+        for other_kind, other_namespace, other in ctx.dependents.of_change(
+            kind, namespace, name, spec
+        ):
+            _enqueue(memo, Key(other_kind, other_namespace, other), None)
 
 
 for _kind, _reconciler in RECONCILERS.items():
@@ -166,7 +130,7 @@ def _owner_key(labels: dict[str, str], namespace: str) -> Key | None:
     return None
 
 
-_CHILDREN = [
+CHILD_RESOURCES = [
     resources.JOBS,
     resources.PODS,
     resources.APPS_DEPLOYMENTS,
@@ -182,11 +146,11 @@ def _register_child(rt: resources.ResourceType) -> None:
         id=f"{rt.plural}-{rt.group or 'core'}-wakes-owner",
         labels=MANAGED_SELECTOR,
     )
-    def _child_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+    async def _child_event(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
         key = _owner_key(dict(labels), namespace) if namespace else None
         if key is not None:
             _enqueue(memo, key, None)
 
 
-for _child in _CHILDREN:
+for _child in CHILD_RESOURCES:
     _register_child(_child)

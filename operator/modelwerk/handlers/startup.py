@@ -9,8 +9,9 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from modelwerk.builders.labels import MANAGED_SELECTOR
 from modelwerk.handlers.context import Context
-from modelwerk.handlers.kinds import RECONCILERS
+from modelwerk.handlers.kinds import CHILD_RESOURCES, RECONCILERS
 from modelwerk.handlers.leader import LeaderElector
 from modelwerk.handlers.reconcile import Key, reconcile
 from modelwerk.handlers.workqueue import WorkQueue
@@ -50,6 +51,14 @@ async def startup(
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # Children are watched for their owner's sake only: let the API server filter them, so the
+    # operator never receives (nor holds) the cluster's other Pods, Services, Deployments, Jobs.
+    selector = ",".join(f"{k}={v}" for k, v in MANAGED_SELECTOR.items())
+    for rt in CHILD_RESOURCES:
+        settings.watching.label_selectors[rt.group or rt.version, rt.plural] = selector
+    # Initial lists in pages: a page is decoded and handed over before the next one is read,
+    # which bounds the memory a start-up among thousands of objects needs.
+    settings.watching.chunk_size = 500
     kube = Kube(credentials.load(config.kubeconfig), identity=config.identity)
 
     async def run(key: Any) -> float | None:

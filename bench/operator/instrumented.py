@@ -1,0 +1,115 @@
+"""``modelwerk run`` with timing wrappers, for the scale benchmark (never used in production).
+
+The operator runs exactly as ``modelwerk run`` does, with three functions of its Deployment
+path wrapped, so their durations can be told apart:
+
+* ``reconcile``: one whole reconcile (read, observe, decide, apply), as the
+  ``modelwerk_reconcile_duration_seconds`` histogram measures it, for every kind;
+* ``observe``: ``observe_deployment`` (the API reads a Deployment decision needs);
+* ``decide``: ``reconcile_deployment``, the pure decision.
+
+Each duration is appended as one line to the file named by ``BENCH_SAMPLES``
+(``<monotonic time> <what> <kind> <name> <seconds>``); nothing is kept in memory, so the
+operator's memory measured by the benchmark is the operator's own.
+
+    BENCH_SAMPLES=/tmp/samples.txt MODELWERK_KUBECONFIG=... python -m bench.operator.instrumented
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import os
+import signal
+import sys
+import time
+import tracemalloc
+from typing import Any, TextIO
+
+import modelwerk.handlers  # noqa: F401  (registers the handlers, as `modelwerk run` does)
+from modelwerk.handlers import kinds, startup
+from modelwerk.handlers.main import main
+
+_sink: TextIO | None = None
+
+
+def _record(what: str, kind: str, name: str, seconds: float) -> None:
+    if _sink is not None:
+        _sink.write(f"{time.monotonic():.6f} {what} {kind} {name} {seconds:.9f}\n")
+
+
+def _wrap() -> None:
+    # Module namespaces, so each wrapper replaces the name the calling code looks up.
+    startup_names, kinds_names = vars(startup), vars(kinds)
+    reconcile = startup_names["reconcile"]
+    observe = kinds_names["observe_deployment"]
+    decide = kinds_names["reconcile_deployment"]
+
+    async def timed_reconcile(ctx: Any, kind: Any, key: Any) -> float | None:
+        started = time.perf_counter()
+        what = "reconcile-error"
+        try:
+            result: float | None = await reconcile(ctx, kind, key)
+            what = "reconcile"
+            return result
+        finally:
+            _record(what, key.kind, key.name, time.perf_counter() - started)
+
+    async def timed_observe(kube: Any, dep: Any, now: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await observe(kube, dep, now)
+        finally:
+            _record("observe", "Deployment", dep.metadata.name, time.perf_counter() - started)
+
+    def timed_decide(dep: Any, observed: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return decide(dep, observed, **kwargs)
+        finally:
+            _record("decide", "Deployment", dep.metadata.name, time.perf_counter() - started)
+
+    startup_names["reconcile"] = timed_reconcile
+    kinds_names["observe_deployment"] = timed_observe
+    kinds_names["reconcile_deployment"] = timed_decide
+
+
+def _trace_memory(path: str) -> None:
+    """Trace allocations; each SIGUSR1 appends the largest live allocation sites and the most
+    numerous object types to ``path`` (profiling only: tracing costs memory and time)."""
+    tracemalloc.start(12)
+
+    def dump(signum: int, frame: object) -> None:
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        current, peak = tracemalloc.get_traced_memory()
+        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        with open(path, "a") as f:
+            f.write(f"===== traced {current / 2**20:.1f} MiB (peak {peak / 2**20:.1f} MiB)\n")
+            for stat in snapshot.statistics("traceback")[:25]:
+                f.write(f"--- {stat.size / 2**20:.2f} MiB in {stat.count} blocks\n")
+                f.write("\n".join(stat.traceback.format(limit=12)) + "\n")
+            f.write("--- by file\n")
+            for stat in snapshot.statistics("filename")[:25]:
+                f.write(f"{stat.size / 2**20:8.2f} MiB {stat.count:8d} {stat.traceback}\n")
+            f.write("--- gc objects by type\n")
+            for name, count in types.most_common(25):
+                f.write(f"{count:9d} {name}\n")
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
+def run(argv: list[str]) -> int:
+    global _sink
+    path = os.environ.get("BENCH_SAMPLES")
+    if path:
+        _sink = open(path, "a", buffering=1)  # noqa: SIM115  (open for the process' lifetime)
+    if trace := os.environ.get("BENCH_TRACEMALLOC"):
+        _trace_memory(trace)
+    _wrap()
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))
