@@ -41,6 +41,11 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "iproute2": ("ip",),
     "gcc": ("cc",),
 }
+# Only for building the images offline (hack/images/build.py).
+IMAGE_PACKAGES: dict[str, tuple[str, ...]] = {
+    "docker.io": ("dockerd", "docker"),
+    "debootstrap": ("debootstrap",),
+}
 PACKAGE_FILES: dict[str, Path] = {
     "containernetworking-plugins": Path("/usr/lib/cni/bridge"),
     "libc6-dev": Path("/usr/lib/x86_64-linux-gnu/libc.a"),
@@ -72,10 +77,11 @@ def cache_dir() -> Path:
 
 
 # ------------------------------------------------------------------------ prerequisites
-def missing_packages() -> list[str]:
+def missing_packages(images: bool = False) -> list[str]:
+    wanted = PACKAGES | (IMAGE_PACKAGES if images else {})
     missing = [
         package
-        for package, commands in PACKAGES.items()
+        for package, commands in wanted.items()
         if not all(shutil.which(c) for c in commands)
     ]
     missing += [package for package, path in PACKAGE_FILES.items() if not path.exists()]
@@ -84,14 +90,14 @@ def missing_packages() -> list[str]:
     return missing
 
 
-def check_prerequisites() -> list[str]:
+def check_prerequisites(images: bool = False) -> list[str]:
     problems = []
     if os.geteuid() != 0:
         problems.append("must run as root: it creates a bridge, iptables rules, mounts and cgroups")
-    if missing := missing_packages():
+    if missing := missing_packages(images):
         problems.append(
             f"missing Debian packages: {' '.join(missing)}\n"
-            f"  install them with: {sys.argv[0]} prereqs --install"
+            f"  install them with: {sys.argv[0]} prereqs --install{' --images' if images else ''}"
             f"  (or apt-get install -y {' '.join(missing)})"
         )
     if "overlay" not in Path("/proc/filesystems").read_text():
@@ -104,8 +110,11 @@ def check_prerequisites() -> list[str]:
     return problems
 
 
-def install_prerequisites() -> int:
-    missing = missing_packages()
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+
+
+def install_prerequisites(images: bool = False) -> int:
+    missing = missing_packages(images)
     if not missing:
         _say("all prerequisites are installed")
         return 0
@@ -113,10 +122,22 @@ def install_prerequisites() -> int:
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
     if subprocess.run(["apt-get", "update", "-qq"], env=env).returncode != 0:
         return 1
-    # --no-install-recommends: no services of their own get pulled in and started.
-    return subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env
-    ).returncode
+    # Packages like containerd and docker.io would start their services on installation
+    # (a dockerd that sets the FORWARD policy to DROP, a containerd on the default socket).
+    # Nothing of that is wanted: deny service starts for the time of the install.
+    placed = not POLICY_RC_D.exists()
+    if placed:
+        POLICY_RC_D.write_text(
+            "#!/bin/sh\n# hack/node: no service starts while installing\nexit 101\n"
+        )
+        POLICY_RC_D.chmod(0o755)
+    try:
+        return subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env
+        ).returncode
+    finally:
+        if placed:
+            POLICY_RC_D.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------ running
@@ -280,10 +301,10 @@ def prereqs(args: argparse.Namespace) -> int:
         if os.geteuid() != 0:
             _say("must run as root")
             return 2
-        code = install_prerequisites()
+        code = install_prerequisites(args.images)
         if code:
             return code
-    problems = check_prerequisites()
+    problems = check_prerequisites(args.images)
     for problem in problems:
         _say(f"prerequisite: {problem}")
     if not problems:
@@ -315,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         func=kubeconfig
     )
     p = sub.add_parser("prereqs", help="check (or --install with apt) the host packages")
-    p.add_argument("--install", action="store_true")
+    p.add_argument("--install", action="store_true", help="apt-get install what is missing")
+    p.add_argument("--images", action="store_true", help="also what offline image builds need")
     p.set_defaults(func=prereqs)
     sub.add_parser("supervise", help=argparse.SUPPRESS).set_defaults(func=supervise)
     args = parser.parse_args(argv)
