@@ -55,4 +55,4 @@ kind)
 esac
 
 stamp "e2e suite"
-MODELWERK_E2E_KUBECONFIG=$kubeconfig "$PY" -m pytest tests/e2e -v -p no:cacheprovider "$@"
+MODELWERK_E2E_KUBECONFIG=$kubeconfig "$PY" -m pytest tests/e2e -v -rP -p no:cacheprovider "$@"
