@@ -72,13 +72,11 @@ class Table:
     rules: list[str] = field(default_factory=list)  # "-A CHAIN ..." lines as iptables-save prints
 
 
-def iptables_tables(family: str) -> dict[str, Table]:
-    """Parse ``<family>-save``: chains and rules per table ({} when the tool is missing)."""
-    if not sh.have(f"{family}-save"):
-        return {}
+def parse_save(text: str) -> dict[str, Table]:
+    """Chains and rules per table of ``iptables-save`` output."""
     tables: dict[str, Table] = {}
     current: Table | None = None
-    for line in sh.run([f"{family}-save"]).splitlines():
+    for line in text.splitlines():
         if line.startswith("*"):
             current = tables.setdefault(line[1:], Table())
         elif current is not None and line.startswith(":"):
@@ -86,6 +84,13 @@ def iptables_tables(family: str) -> dict[str, Table]:
         elif current is not None and line.startswith("-A "):
             current.rules.append(line)
     return tables
+
+
+def iptables_tables(family: str) -> dict[str, Table]:
+    """The tables of ``<family>-save`` ({} when the tool is missing)."""
+    if not sh.have(f"{family}-save"):
+        return {}
+    return parse_save(sh.run([f"{family}-save"]))
 
 
 def _rule_target(rule: str) -> str | None:
@@ -275,20 +280,31 @@ def remove_netns(baseline: dict[str, Any]) -> None:
             layout.NETNS_DIR.rmdir()
 
 
+def iptables_cleanup(
+    family: str, before: dict[str, list[str]], tables: dict[str, Table]
+) -> list[list[str]]:
+    """Commands that drop every chain not in ``before`` and every rule jumping to one; in a
+    table that did not exist before, every rule of its built-in chains too. Rules of chains
+    that existed before and do not jump to a new chain are never touched."""
+    commands: list[list[str]] = []
+    for name, table in tables.items():
+        new = {c for c in table.chains if c not in before.get(name, [])} - BUILTIN_CHAINS
+        for rule in table.rules:
+            chain = rule.split()[1]
+            if chain not in new and (_rule_target(rule) in new or name not in before):
+                commands.append([family, "-t", name, "-D", *shlex.split(rule)[1:]])
+        # Flush all before deleting any: new chains may jump to each other.
+        commands += [[family, "-t", name, "-F", chain] for chain in sorted(new)]
+        commands += [[family, "-t", name, "-X", chain] for chain in sorted(new)]
+    return commands
+
+
 def remove_iptables(baseline: dict[str, Any]) -> None:
     """Drop every chain that did not exist before, and the rules jumping to them."""
     for family in FAMILIES:
         before: dict[str, list[str]] = baseline.get("iptables", {}).get(family, {})
-        for name, table in iptables_tables(family).items():
-            new = {c for c in table.chains if c not in before.get(name, [])} - BUILTIN_CHAINS
-            for rule in table.rules:
-                chain = rule.split()[1]
-                if chain not in new and (_rule_target(rule) in new or name not in before):
-                    sh.run([family, "-t", name, "-D", *shlex.split(rule)[1:]], check=False)
-            for chain in new:
-                sh.run([family, "-t", name, "-F", chain], check=False)
-            for chain in new:
-                sh.run([family, "-t", name, "-X", chain], check=False)
+        for command in iptables_cleanup(family, before, iptables_tables(family)):
+            sh.run(command, check=False)
 
 
 def remove_nft_tables(baseline: dict[str, Any]) -> None:
