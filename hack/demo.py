@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -55,6 +56,21 @@ def run(*argv: str) -> str:
     if done.returncode != 0:
         sys.exit(f"[demo] `{' '.join(argv)}` failed (exit {done.returncode})")
     return done.stdout
+
+
+def predict(url: str, body: str, attempts: int = 30) -> str:
+    """POST one inference request; retried while kube-proxy is still programming the NodePort."""
+    for attempt in range(attempts):
+        request = urllib.request.Request(url, body.encode(), {"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer: str = response.read().decode()
+                return answer
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def current_context() -> str | None:
@@ -127,11 +143,7 @@ def main() -> int:
     path = "/v2/models/iris-classifier/infer"
     if where == "node":
         base = f"http://10.88.0.1:{NODE_PORT}"
-        request = urllib.request.Request(
-            base + path, body.encode(), {"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            say(f"prediction: {response.read().decode()}")
+        say(f"prediction: {predict(base + path, body)}")
         how = f"curl -s {base}{path} -H 'content-type: application/json' -d '{body}'"
         down = "make node-down"
     elif where == "kind":
