@@ -33,6 +33,8 @@ lint: ## ruff, mypy --strict, import layering, CRD drift
 	$(VENV)/bin/ruff check operator tests hack
 	$(VENV)/bin/ruff format --check operator tests hack
 	$(VENV)/bin/mypy
+	MYPYPATH=hack/node:. $(VENV)/bin/mypy --strict --explicit-package-bases \
+		hack/node/nodectl hack/node/node.py hack/images/build.py hack/demo.py
 	$(VENV)/bin/lint-imports
 	$(PY) -m modelwerk.crdgen --check
 

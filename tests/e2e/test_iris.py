@@ -154,10 +154,14 @@ def test_deployment_becomes_available_and_serves_real_predictions(
     needs("v1")
     dep = sample("deployment")
     # A ClusterIP Service (the NodePort 30080 of the sample belongs to `make demo`), and drift
-    # measured every 5 s over 200 requests. A much shorter window is noise: PSI over 10 bins of
-    # n undrifted rows is about 9/n (0.18 at n=50, which did start retraining runs).
+    # measured every 5 s. The threshold is above sampling noise: each pod scores its own
+    # window, and PSI over 10 bins of n undrifted rows is about 9/n, so the few dozen requests
+    # a pod sees in these tests can score 0.2-0.5 by chance (the sample's 0.2 did start
+    # retraining runs); the drifted traffic below scores above 4.
     dep["spec"]["service"] = {"type": "ClusterIP", "port": 80}
-    dep["spec"]["monitoring"]["drift"].update({"window": 200, "intervalSeconds": 5})
+    dep["spec"]["monitoring"]["drift"].update(
+        {"window": 200, "intervalSeconds": 5, "threshold": 1.0}
+    )
     dep["spec"]["monitoring"]["retraining"]["minIntervalSeconds"] = 60
     kubectl.apply(dep, namespace)
     wait_for(
@@ -318,6 +322,7 @@ def test_a_canary_whose_analysis_fails_is_rolled_back(kubectl: Kubectl, namespac
 def test_drift_in_live_traffic_triggers_retraining(kubectl: Kubectl, namespace: str) -> None:
     needs("v3")
     before = {tj["metadata"]["name"] for tj in kubectl.list("trainingjobs", namespace)}
+    assert not [n for n in before if "retrain" in n], f"retraining before any drift: {before}"
     # Every feature shifted by +4 cm: far outside what the model was trained on.
     drifted = traffic.send(kubectl, namespace, stable_url(kubectl, namespace), 300, shift=4.0)
     assert drifted.errors == {}, drifted.errors
@@ -327,7 +332,7 @@ def test_drift_in_live_traffic_triggers_retraining(kubectl: Kubectl, namespace: 
     )  # fmt: skip
     drift = dep["status"]["drift"]
     print(f"drift after shifted traffic: {drift}")
-    assert drift["score"] > 0.2, drift
+    assert drift["score"] > 1.0, drift
 
     def retraining() -> str | None:
         jobs = kubectl.list("trainingjobs", namespace, f"modelwerk.dev/retraining-for={DEPLOYMENT}")

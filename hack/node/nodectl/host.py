@@ -359,7 +359,13 @@ def restore(*, kube_proxy: Path | None = None) -> None:
     for cidr in (layout.POD_CIDR, layout.SERVICE_CIDR):
         for direction in ("-s", "-d"):
             sh.run(["conntrack", "-D", direction, cidr], check=False)
-    for directory in (layout.RUN, layout.KUBELET_DIR, layout.VOLUMES_DIR, layout.CNI_DIR):
+    for directory in (
+        layout.RUN,
+        layout.KUBELET_DIR,
+        layout.VOLUMES_DIR,
+        layout.CNI_DIR,
+        layout.CONFIG_DIR,
+    ):
         if not cluster_mounts(baseline):  # never recurse into something still mounted
             shutil.rmtree(directory, ignore_errors=True)
 

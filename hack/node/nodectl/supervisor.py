@@ -118,6 +118,8 @@ class NodeCluster:
         self.provisioner.start()
         self.timings["pod_start_seconds"] = self._smoke_pod(rest)
         _log(f"a pod started in {self.timings['pod_start_seconds']:.1f}s")
+        self._check_no_pull(rest)
+        _log(f"image pulls go nowhere (every registry leads to {layout.NO_REGISTRY})")
 
         shutil.copyfile(cp.admin_kubeconfig, layout.KUBECONFIG)
         layout.KUBECONFIG.chmod(0o600)
@@ -218,6 +220,41 @@ class NodeCluster:
         elapsed = time.monotonic() - started
         rest.delete(f"{path}/node-smoke", {"gracePeriodSeconds": 0})
         return elapsed
+
+    def _check_no_pull(self, rest: Rest) -> None:
+        """Prove that a pull cannot reach a registry: it must fail against the closed port."""
+        path = "/api/v1/namespaces/default/pods"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "node-no-pull"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "docker.io/library/busybox:1.36",
+                        "imagePullPolicy": "Always",
+                    }
+                ],
+                "terminationGracePeriodSeconds": 0,
+                "automountServiceAccountToken": False,
+            },
+        }
+        rest.create(path, pod)
+
+        def refused() -> str:
+            statuses = rest.get(f"{path}/node-no-pull").get("status", {}).get("containerStatuses")
+            message: str = ((statuses or [{}])[0].get("state", {}).get("waiting") or {}).get(
+                "message", ""
+            )
+            return message
+
+        try:
+            message = wait_until(refused, timeout=60, what="the pull attempt to fail")
+            if layout.NO_REGISTRY not in message:
+                raise RuntimeError(f"a pull did not go to {layout.NO_REGISTRY}: {message}")
+        finally:
+            rest.delete(f"{path}/node-no-pull", {"gracePeriodSeconds": 0})
 
     # ----------------------------------------------------------------------- running
     def check_alive(self) -> None:
