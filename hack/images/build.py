@@ -57,6 +57,7 @@ WHEEL_PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{n}_x86_64" for n in 
 IMAGES = {"operator": "images/operator/Dockerfile", "runtime": "images/runtime/Dockerfile"}
 CLOSED = "http://127.0.0.1:9"
 PRIVATE_RUN = Path("/run/modelwerk-docker")
+DOCKERD_FIXED_DIR = Path("/run/docker")  # dockerd creates it whatever --exec-root says
 
 
 def say(message: str) -> None:
@@ -88,6 +89,7 @@ class Docker:
         self.env = dict(os.environ)
         self.private: subprocess.Popen[bytes] | None = None
         self._cgroups_before: set[Path] = set()
+        self._run_docker_existed = True
 
     def ok(self) -> bool:
         return (
@@ -131,6 +133,7 @@ class Docker:
         data = cache_root() / "docker"
         data.mkdir(parents=True, exist_ok=True)
         self._cgroups_before = set(Path("/sys/fs/cgroup").glob("*/docker"))
+        self._run_docker_existed = DOCKERD_FIXED_DIR.exists()
         log = open(cache_root() / "dockerd.log", "ab")  # noqa: SIM115 (lives as long as dockerd)
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env |= {"HTTP_PROXY": CLOSED, "HTTPS_PROXY": CLOSED}  # no registry, ever
@@ -175,9 +178,13 @@ class Docker:
             os.killpg(self.private.pid, signal.SIGKILL)
             self.private.wait()
         self.private = None
-        # dockerd leaves its (empty) cgroup parents behind.
-        for cgroup in set(Path("/sys/fs/cgroup").glob("*/docker")) - self._cgroups_before:
-            for directory, _, _ in os.walk(cgroup, topdown=False):
+        # dockerd leaves its (empty) cgroup parents behind, and /run/docker/plugins whatever
+        # its exec root: remove what it created (rmdir only ever removes empty directories).
+        leftovers = set(Path("/sys/fs/cgroup").glob("*/docker")) - self._cgroups_before
+        if not self._run_docker_existed:
+            leftovers.add(DOCKERD_FIXED_DIR)
+        for top in leftovers:
+            for directory, _, _ in os.walk(top, topdown=False):
                 with contextlib.suppress(OSError):
                     os.rmdir(directory)
         shutil.rmtree(PRIVATE_RUN, ignore_errors=True)
