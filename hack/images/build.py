@@ -389,12 +389,31 @@ def main(argv: list[str] | None = None) -> int:
         with context:
             for name, ref in zip(names, refs, strict=True):
                 t = time.monotonic()
-                run(
-                    ["docker", "build", *build_args, "-f", IMAGES[name], "-t", ref, "."],
-                    cwd=REPO,
-                    env=env,
-                )
+                dockerfile = ["-f", IMAGES[name], "."]
+                if docker.private is not None:
+                    # Tag the build stage too: the prune below must keep its layers (the
+                    # installed dependencies), which would otherwise be dangling.
+                    stage = f"modelwerk/{name}-build:{args.tag}"
+                    run(
+                        [
+                            "docker",
+                            "build",
+                            *build_args,
+                            "--target",
+                            "build",
+                            "-t",
+                            stage,
+                            *dockerfile,
+                        ],
+                        cwd=REPO,
+                        env=env,
+                    )
+                run(["docker", "build", *build_args, "-t", ref, *dockerfile], cwd=REPO, env=env)
                 say(f"built {ref} in {time.monotonic() - t:.0f}s")
+        if docker.private is not None:
+            # The private daemon only ever holds these builds: drop the layers of earlier ones
+            # (a user's own daemon is left alone).
+            docker.cmd("image", "prune", "--force", stdout=subprocess.DEVNULL)
         if args.load == "node":
             load_node(docker, refs)
         elif args.load == "kind":
