@@ -167,6 +167,8 @@ class ControlPlane:
         start_timeout: float = 60.0,
         keep_workdir: bool = False,
         progress: Progress = _stderr,
+        address: str = "127.0.0.1",
+        apiserver_flags: Mapping[str, str] | None = None,
     ) -> None:
         self.binaries = dict(binaries)
         self.service_cidr = service_cidr
@@ -174,6 +176,10 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.keep_workdir = keep_workdir or os.environ.get("MODELWERK_KEEP_CLUSTER_DIR") == "1"
         self.progress = progress
+        # A real node (hack/node) needs the API server on an address pods can reach, and a few
+        # API server flags of its own: these override the defaults below flag by flag.
+        self.address = address
+        self.apiserver_flags = dict(apiserver_flags or {})
         self.processes: dict[str, process.ManagedProcess] = {}
         _remove_stale_workdirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
@@ -246,13 +252,14 @@ class ControlPlane:
 
     def _start(self) -> None:
         network = ipaddress.ip_network(self.service_cidr)
-        self.pki: Pki = create_pki(self.workdir / "pki", str(network[1]))
+        extra_ips = () if self.address == "127.0.0.1" else (self.address,)
+        self.pki: Pki = create_pki(self.workdir / "pki", str(network[1]), extra_ips=extra_ips)
         self._ssl = ssl.create_default_context(cafile=str(self.pki.ca.cert))
         self._ssl.load_cert_chain(str(self.pki.admin.cert), str(self.pki.admin.key))
 
         etcd_url = self._start_etcd()
         api_port = free_port()
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{self.address}:{api_port}"
         self._start_apiserver(etcd_url, api_port)
         write_kubeconfig(
             self.admin_kubeconfig,
@@ -278,7 +285,12 @@ class ControlPlane:
             lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
         )
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(
+        self, name: str, argv: list[str], overrides: Mapping[str, str] | None = None
+    ) -> None:
+        if overrides:
+            flags = [a for a in argv[1:] if a.split("=", 1)[0] not in overrides]
+            argv = [argv[0], *flags, *(f"{k}={v}" for k, v in overrides.items())]
         log = self.workdir / f"{name}.log"
         self.processes[name] = proc = process.ManagedProcess(name, argv, log)
         self._started_pids.append(proc.pid)
@@ -312,8 +324,8 @@ class ControlPlane:
             [
                 str(self.binaries["kube-apiserver"]),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki.apiserver.cert}",
@@ -337,6 +349,7 @@ class ControlPlane:
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
             ],
+            self.apiserver_flags,
         )
 
     def _write_audit_policy(self) -> Path:

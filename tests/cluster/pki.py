@@ -140,11 +140,12 @@ def _issue(
     return pair
 
 
-def create_pki(directory: Path, service_ip: str) -> Pki:
+def create_pki(directory: Path, service_ip: str, *, extra_ips: tuple[str, ...] = ()) -> Pki:
     """Write a fresh PKI into ``directory``.
 
     ``service_ip`` is the first address of the service CIDR (the ``kubernetes``
-    Service's ClusterIP), which the serving certificate must cover as well.
+    Service's ClusterIP), which the serving certificate must cover as well, as
+    it must ``extra_ips`` (the address a real node's pods reach it on).
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _new_key()
@@ -188,7 +189,7 @@ def create_pki(directory: Path, service_ip: str) -> Pki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        ips=("127.0.0.1", service_ip),
+        ips=("127.0.0.1", service_ip, *extra_ips),
     )
     admin = _issue(
         directory,
