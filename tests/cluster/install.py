@@ -43,16 +43,31 @@ def install_crds(cp: ControlPlane, crds_dir: Path, progress: Callable[[str], Non
     cp.kubectl(
         "apply", "--server-side", "--field-manager=modelwerk-tests", "-f", "-", input=rendered
     )
-    cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    admin = Rest.from_kubeconfig(cp.admin_kubeconfig)
+    # Polled rather than `kubectl wait`, which fails outright ("conditions accessor error")
+    # when it reads a CRD before the API server has given it any condition at all.
+    for name in names:
+        _wait_established(admin, name)
     # Established comes a moment before the storage serves: lists answer 429
     # "storage is (re)initializing" until then. Wait, so tests never see it.
-    admin = Rest.from_kubeconfig(cp.admin_kubeconfig)
     for doc in yaml.safe_load_all(rendered):
         if doc and doc.get("kind") == "CustomResourceDefinition":
             spec = doc["spec"]
             version = next(v["name"] for v in spec["versions"] if v.get("served", True))
             _wait_listable(admin, f"/apis/{spec['group']}/{version}/{spec['names']['plural']}")
     return names
+
+
+def _wait_established(admin: Rest, name: str, timeout: float = 60) -> None:
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+    deadline = time.monotonic() + timeout
+    while not any(
+        c.get("type") == "Established" and c.get("status") == "True"
+        for c in (admin.get(path).get("status") or {}).get("conditions") or []
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CRD {name} was not Established within {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 def _wait_listable(admin: Rest, path: str, timeout: float = 30) -> None:
