@@ -55,7 +55,14 @@ def test_blue_green_switches_the_service_only_after_the_new_pods_are_ready(
         what="the green color to run v2",
     )
     operator.restart()
-    # Green pods exist but are not Ready: users still get blue, the preview Service shows green.
+    # Green pods exist but are not Ready: users still get blue, the preview Service shows green
+    # (the restarted operator may first finish what its predecessor planned).
+    wait_for_status(
+        admin_rest,
+        path,
+        lambda s: s.get("phase") == "Progressing" and s.get("canaryVersion") == V2,
+        what="the rollout to be in progress",
+    )
     for _ in range(3):
         assert stable_selector(admin_rest, namespace)[TRACK] == "blue"
         assert status(admin_rest, path)["phase"] == "Progressing"
