@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(
         kopf.operator(
             standalone=True,
+            # Without it kopf asks getpass for the user name, which a uid without a passwd
+            # entry (the images run as 65532) does not have.
+            identity=settings.identity,  # type: ignore[arg-type]  # kopf types it as a NewType of str
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
