@@ -461,6 +461,14 @@ def measure(
             if time.monotonic() - op.started > 3600 * 2:
                 raise TimeoutError(f"only {done} passes within two hours")
         metrics = op.metrics()
+        # How much of the RSS is memory freed but kept by the allocators (see instrumented.py).
+        before = op.proc_status()
+        if op.proc is not None:
+            os.kill(op.proc.pid, signal.SIGUSR2)
+        time.sleep(5)
+        after = op.proc_status()
+        series.append({"t": time.monotonic(), **after, "trimmed": 1.0})
+        say(f"  gc + malloc_trim: VmRSS {before['VmRSS']:.1f} -> {after['VmRSS']:.1f} MiB")
     finally:
         op.stop()
     for point in series:
@@ -521,6 +529,9 @@ def analyse(
         "errors": sum(1 for s in samples if s[1] == "reconcile-error" and s[0] <= ends[-1]),
         "other_kinds_reconciled": dict(Counter(s[2] for s in samples if s[2] != "Deployment")),
         "peak_rss_mib": max(p["VmHWM"] for p in series),
+        "rss_after_gc_and_malloc_trim_mib": next(
+            (p["VmRSS"] for p in series if p.get("trimmed")), None
+        ),
         "histogram_deployment": histogram_quantiles(
             metrics, "modelwerk_reconcile_duration_seconds", "Deployment"
         ),
