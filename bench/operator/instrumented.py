@@ -18,6 +18,7 @@ operator's memory measured by the benchmark is the operator's own.
 from __future__ import annotations
 
 import collections
+import ctypes
 import gc
 import os
 import signal
@@ -100,6 +101,18 @@ def _trace_memory(path: str) -> None:
     signal.signal(signal.SIGUSR1, dump)
 
 
+def _trim_on_signal() -> None:
+    """SIGUSR2: collect garbage and hand free heap memory back to the OS (glibc malloc_trim),
+    to tell memory still in use from memory freed but kept by the allocators."""
+    libc = ctypes.CDLL("libc.so.6")
+
+    def trim(signum: int, frame: object) -> None:
+        gc.collect()
+        libc.malloc_trim(0)
+
+    signal.signal(signal.SIGUSR2, trim)
+
+
 def run(argv: list[str]) -> int:
     global _sink
     path = os.environ.get("BENCH_SAMPLES")
@@ -107,6 +120,7 @@ def run(argv: list[str]) -> int:
         _sink = open(path, "a", buffering=1)  # noqa: SIM115  (open for the process' lifetime)
     if trace := os.environ.get("BENCH_TRACEMALLOC"):
         _trace_memory(trace)
+    _trim_on_signal()
     _wrap()
     return main(argv)
 

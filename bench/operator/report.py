@@ -42,9 +42,11 @@ def decision(result: dict[str, Any]) -> str:
 def end_to_end(result: dict[str, Any]) -> str:
     m = result["measured"]
     out = [HEAD]
-    for phase in ("initial_sync", "resyncs"):
+    for p in m["passes"]:
         for what in ("reconcile", "observe", "decide"):
-            out.append(_row(f"{phase}: {what}", m[phase].get(what, {})))
+            out.append(_row(f"{p['pass']}: {what}", p.get(what, {})))
+    for what in ("reconcile", "observe", "decide"):
+        out.append(_row(f"all resyncs: {what}", m["resyncs"].get(what, {})))
     hist = m["histogram_deployment"]
     out += [
         "",
@@ -66,27 +68,33 @@ def _le(bound: float) -> str:
 
 def memory(result: dict[str, Any], rss_csv: Path | None) -> str:
     m = result["measured"]
-    out = ["| when | VmRSS MiB | VmHWM MiB | operator CPU s |", "|---|---:|---:|---:|"]
-    for when, s in m["rss_mib"].items():
-        out.append(f"| {when} | {s['VmRSS']:.1f} | {s['VmHWM']:.1f} | {s['cpu_seconds']:.1f} |")
-    points = list(m["rss_mib"].values())
-    resyncs = points[1:]
+    out = [
+        "| pass | ended (s after start) | took (s) | reconciles | errors | VmRSS MiB | VmHWM MiB "
+        "| CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in m["passes"]:
+        out.append(
+            f"| {p['pass']} | {p['ended_seconds']:.0f} | {p['duration_seconds']:.0f} | "
+            f"{p['reconciles']} | {p['errors']} | {p['VmRSS']:.1f} | {p['VmHWM']:.1f} | "
+            f"{p['cpu_seconds']:.1f} |"
+        )
+    resyncs = m["passes"][1:]
     if len(resyncs) >= 2:
-        xs = list(range(1, len(resyncs) + 1))
         ys = [p["VmRSS"] for p in resyncs]
-        slope = statistics.linear_regression(xs, ys).slope
+        slope = statistics.linear_regression(range(1, len(ys) + 1), ys).slope
         out += [
             "",
-            f"Growth from resync 1 to resync {len(resyncs)}: {ys[-1] - ys[0]:+.2f} MiB; "
-            f"least-squares slope {slope * 1024:+.0f} KiB per resync period; from the end of "
-            f"the initial sync to the last resync {ys[-1] - points[0]['VmRSS']:+.2f} MiB.",
+            f"VmRSS from resync 1 to resync {len(ys)}: {ys[-1] - ys[0]:+.2f} MiB "
+            f"(least-squares slope {slope * 1024:+.0f} KiB per pass); from the end of the initial "
+            f"sync to the last resync: {ys[-1] - m['passes'][0]['VmRSS']:+.2f} MiB.",
         ]
     if rss_csv is not None and rss_csv.exists():
         rows = [line.split(",") for line in rss_csv.read_text().splitlines()[1:]]
         rss = [float(r[1]) for r in rows]
         out.append(
             f"Sampled every second ({len(rss)} samples): min {min(rss):.1f}, "
-            f"max {max(rss):.1f} MiB."
+            f"max {max(rss):.1f} MiB; peak VmHWM {m['peak_rss_mib']:.1f} MiB."
         )
     return "\n".join(out)
 
@@ -100,6 +108,12 @@ def main(argv: list[str]) -> int:
     print(decision(d))
     print("\n## End to end\n")
     print(json.dumps({k: r[k] for k in ("machine", "mix", "setup", "census", "final_states")}))
+    m = r["measured"]
+    print(
+        f"first Deployment reconciled {m['first_reconcile_seconds']:.1f}s after start; all "
+        f"{sum(r['mix'].values())} reconciled once {m['initial_sync_seconds']:.1f}s after start; "
+        f"errors {m['errors']}; other kinds {m['other_kinds_reconciled']}\n"
+    )
     print(end_to_end(r))
     print("\n## Memory\n")
     print(memory(r, rss_csv))

@@ -59,7 +59,7 @@ NAMESPACE = "scale"
 MODEL = "iris-classifier"
 DEADLINE = 86400  # rollouts held on purpose must not hit progressDeadlineSeconds meanwhile
 GOAL_DECISION_P99 = 0.100
-GOAL_RSS_MB = 150.0
+GOAL_RSS_MIB = 150e6 / 2**20  # the goal says 150 MB; RSS is read in KiB
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "steady-replace": {},
@@ -461,6 +461,14 @@ def measure(
             if time.monotonic() - op.started > 3600 * 2:
                 raise TimeoutError(f"only {done} passes within two hours")
         metrics = op.metrics()
+        # How much of the RSS is memory freed but kept by the allocators (see instrumented.py).
+        before = op.proc_status()
+        if op.proc is not None:
+            os.kill(op.proc.pid, signal.SIGUSR2)
+        time.sleep(5)
+        after = op.proc_status()
+        series.append({"t": time.monotonic(), **after, "trimmed": 1.0})
+        say(f"  gc + malloc_trim: VmRSS {before['VmRSS']:.1f} -> {after['VmRSS']:.1f} MiB")
     finally:
         op.stop()
     for point in series:
@@ -517,9 +525,13 @@ def analyse(
             what: distribution([s[4] for s in after_sync if s[1] == what])
             for what in ("reconcile", "observe", "decide")
         },
-        "errors": sum(1 for s in samples if s[1] == "reconcile-error"),
+        # Reconciles cancelled when the operator is stopped at the end are not errors.
+        "errors": sum(1 for s in samples if s[1] == "reconcile-error" and s[0] <= ends[-1]),
         "other_kinds_reconciled": dict(Counter(s[2] for s in samples if s[2] != "Deployment")),
         "peak_rss_mib": max(p["VmHWM"] for p in series),
+        "rss_after_gc_and_malloc_trim_mib": next(
+            (p["VmRSS"] for p in series if p.get("trimmed")), None
+        ),
         "histogram_deployment": histogram_quantiles(
             metrics, "modelwerk_reconcile_duration_seconds", "Deployment"
         ),
@@ -613,7 +625,7 @@ def goals(measured: dict[str, Any]) -> dict[str, Any]:
         "decision_p99_seconds": decide,
         "decision_goal_ratio": decide / GOAL_DECISION_P99,
         "rss_max_mib": rss,
-        "rss_goal_ratio": rss / GOAL_RSS_MB,
+        "rss_goal_ratio": rss / GOAL_RSS_MIB,
         "peak_rss_mib": measured["peak_rss_mib"],
     }
 
