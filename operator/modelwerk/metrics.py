@@ -18,7 +18,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILES = Counter(
     "modelwerk_reconcile_total",
-    "Reconciles by kind and result (success, error).",
+    "Reconciles by kind and result (success, error; skipped: its namespace is being deleted).",
     ["kind", "result"],
     registry=REGISTRY,
 )

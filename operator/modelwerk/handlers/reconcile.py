@@ -20,6 +20,7 @@ from modelwerk.api.base import ObjectMeta, Resource
 from modelwerk.api.v1alpha1.common import StatusBase
 from modelwerk.handlers.context import Context
 from modelwerk.kube.apply import ChildRefused, apply_plan
+from modelwerk.kube.client import ApiError
 from modelwerk.kube.resources import ResourceType
 from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.status import with_ready
@@ -64,6 +65,14 @@ async def reconcile(ctx: Context, kind: KindReconciler, key: Key) -> float | Non
             # change (or the resync), rather than failing and retrying the same refusal.
             plan = _refused(obj, refused, now=now)
             await apply_plan(ctx.kube, obj, plan, now=now)
+    except ApiError as exc:
+        if _namespace_terminating(exc):
+            # Everything in it is being deleted: there is nothing left to reconcile, and
+            # retrying would only be refused again until the namespace is gone.
+            RECONCILES.labels(key.kind, "skipped").inc()
+            return None
+        RECONCILES.labels(key.kind, "error").inc()
+        raise
     except Exception:
         RECONCILES.labels(key.kind, "error").inc()
         raise
@@ -71,6 +80,10 @@ async def reconcile(ctx: Context, kind: KindReconciler, key: Key) -> float | Non
         RECONCILE_SECONDS.labels(key.kind).observe(time.perf_counter() - started)
     RECONCILES.labels(key.kind, "success").inc()
     return plan.requeue_after or ctx.settings.resync_seconds
+
+
+def _namespace_terminating(exc: ApiError) -> bool:
+    return exc.status == 403 and "because it is being terminated" in exc.message
 
 
 def _refused(obj: Resource, refused: ChildRefused, *, now: datetime) -> Plan:
