@@ -130,10 +130,6 @@ class Decision:
     conditions: list[tuple[str, ConditionStatus, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
-    finished: Outcome | None = None
-    """How a rollout ended in this decision, for metrics."""
-    duration: float | None = None
-    """How long that rollout took."""
 
     def wake_in(self, seconds: float) -> None:
         seconds = max(seconds, 1.0)
@@ -252,10 +248,6 @@ class _Machine:
             version=version, outcome=outcome, start_time=start, finish_time=finish, message=message
         )
         self.s.history = [entry, *history][: self.spec.history_limit]
-        if outcome != "Progressing":
-            self.d.finished = outcome
-            if start is not None:
-                self.d.duration = (self.now - start).total_seconds()
 
     def end_rollout(self) -> None:
         s = self.s
