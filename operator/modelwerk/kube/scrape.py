@@ -22,6 +22,7 @@ import aiohttp
 from modelwerk.api.v1alpha1.deployment import MetricSample
 from modelwerk.builders.labels import child_name
 from modelwerk.logic import measure
+from modelwerk.logic.rollout import COLORS
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ MAX_EXPOSITION_BYTES = 4 * 1024 * 1024
 """A model server's exposition is tens of KiB; anything far larger is not one."""
 POD_NAME_PREFIX = 58
 """Characters of a ReplicaSet's name a pod's generated name keeps (63 minus 5 random)."""
-TRACKS = ("blue", "green")
 
 
 class SampleError(Exception):
@@ -173,7 +173,7 @@ def pod_pattern(deployment: str) -> str:
     >>> pod_pattern("iris")
     '(iris-blue-|iris-green-).*'
     """
-    prefixes = [(child_name(deployment, track) + "-")[:POD_NAME_PREFIX] for track in TRACKS]
+    prefixes = [(child_name(deployment, track) + "-")[:POD_NAME_PREFIX] for track in COLORS]
     return "(" + "|".join(p.replace(".", "\\.") for p in prefixes) + ").*"
 
 

@@ -66,12 +66,12 @@ class RolloutInput:
     target: str | None
     """The ModelVersion the spec asks for, None when it cannot be resolved."""
     tracks: Mapping[str, TrackState]
+    now: datetime
     command: Command | None = None
     sample: MetricSample | str | None = None
     """The idle color's metrics, when ``wants_sample`` asked for them (a string: why not)."""
     route_problem: str | None = None
     """Why the HTTPRoute named for exact weights cannot carry them, if it cannot."""
-    now: datetime = field(default_factory=lambda: datetime.min)
 
 
 @dataclass
@@ -471,7 +471,8 @@ class _Machine:
 
     def aborted(self) -> Decision:
         s = self.s
-        self.d.colors[self.active] = Want(s.stable_version or "", self.n)
+        assert s.stable_version is not None  # only reached once a version has been served
+        self.d.colors[self.active] = Want(s.stable_version, self.n)
         self.d.colors[self.idle] = None
         last = next((h for h in s.history or [] if h.version == s.aborted_version), None)
         why = f": {last.message}" if last and last.message else ""
