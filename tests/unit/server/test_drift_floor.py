@@ -20,7 +20,6 @@ from modelwerk.runtime.profile import NumericProfile, Profile
 from modelwerk.runtime.server import drift_floor
 from modelwerk.runtime.server.drift import EPSILON, DriftMonitor, numeric_psi
 from modelwerk.runtime.server.drift_floor import ks_rows_needed, psi_rows_needed, psi_tail
-
 from modelwerk.runtime.server.model import LoadedModel
 
 from .helpers import Artifact
