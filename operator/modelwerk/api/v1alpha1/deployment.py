@@ -292,7 +292,7 @@ class DriftWindow(ApiModel):
     needed: int | None = Field(default=None, ge=1)
     """Rows a window must hold before the drift of every feature is reported at the
     Deployment's threshold: the most any feature needs. Absent when unknown, or when no window
-    is enough for ``feature`` (the training profile is too small for the threshold)."""
+    is enough for that feature (the training profile is too small for the threshold)."""
     feature: str | None = None
     """The feature that needs the most rows, or that no window can measure."""
 

@@ -26,7 +26,7 @@ floor is computed from the distribution of PSI itself: each bin's count is Poiss
 estimate slightly high, i.e. the floor slightly conservative), each count is mapped to its PSI
 term exactly as :func:`~.drift.psi` computes it, and the terms' distributions are convolved on
 a grid of :data:`CELLS` cells below the level (every term is >= 0, so mass that passes the level
-can be lumped and never comes back).
+never comes back and can be dropped; bins of equal fraction are convolved by squaring).
 
 Q: And the reference profile's own sampling noise?
 A: The profile is a sample too (``count`` rows; KS uses its ``sample``). Two independent
@@ -68,26 +68,48 @@ crossing the level (their mass is below 1e-30)."""
 
 def psi_tail(rows: int, fractions: Sequence[float], level: float) -> float:
     """P(PSI > level) for ``rows`` rows drawn from ``fractions`` (an upper estimate)."""
-    e = np.asarray([f for f in fractions if f > 0], dtype=np.float64)
-    if e.size < 2:
+    values, repeats = np.unique([f for f in fractions if f > 0], return_counts=True)
+    if repeats.sum() < 2:
         return 0.0  # a single bin always scores 0
     step = level / CELLS
-    acc = np.zeros(CELLS + 1)  # acc[CELLS]: mass that already passed the level
-    acc[0] = 1.0
-    for frac in e:
-        mean = rows * frac
-        spread = _TAIL_SD * math.sqrt(mean) + 20
-        x = np.arange(max(0, math.floor(mean - spread)), math.ceil(mean + spread) + 1)
-        pmf = poisson.pmf(x, mean)
-        actual = np.maximum(x / rows, EPSILON)
-        expected = max(frac, EPSILON)
-        terms = (actual - expected) * np.log(actual / expected)
-        cells = np.minimum(np.rint(terms / step).astype(np.int64), CELLS)
-        dist = np.bincount(cells, weights=pmf, minlength=CELLS + 1)
-        below = np.convolve(acc[:CELLS], dist[:CELLS])[:CELLS]
-        acc[:CELLS] = below
-        acc[CELLS] = max(0.0, 1.0 - float(below.sum()))
-    return float(acc[CELLS])
+    below = np.zeros(CELLS)  # the distribution of the running sum, cut at the level
+    below[0] = 1.0
+    for frac, times in zip(values.tolist(), repeats.tolist(), strict=True):
+        below = _cut(below, _power(_term(rows, frac, step), times))
+    return max(0.0, 1.0 - float(below.sum()))
+
+
+def _term(rows: int, frac: float, step: float) -> np.ndarray:
+    """The distribution of one bin's PSI term on the grid, cut at the level."""
+    mean = rows * frac
+    spread = _TAIL_SD * math.sqrt(mean) + 20
+    x = np.arange(max(0, math.floor(mean - spread)), math.ceil(mean + spread) + 1)
+    actual = np.maximum(x / rows, EPSILON)
+    expected = max(frac, EPSILON)
+    terms = (actual - expected) * np.log(actual / expected)
+    cells = np.rint(terms / step).astype(np.int64)
+    keep = cells < CELLS
+    return np.bincount(cells[keep], weights=poisson.pmf(x[keep], mean), minlength=CELLS)
+
+
+def _cut(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The convolution of two distributions of non-negative terms, below the level. Mass at or
+    above the level never comes back (terms are >= 0), so cutting first loses nothing below it,
+    and cut convolutions can be taken in any order."""
+    return np.convolve(a, b)[:CELLS]
+
+
+def _power(dist: np.ndarray, times: int) -> np.ndarray:
+    """``times`` bins with the same fraction, by repeated squaring (many equal categories)."""
+    result: np.ndarray | None = None
+    while times:
+        if times & 1:
+            result = dist if result is None else _cut(result, dist)
+        times >>= 1
+        if times:
+            dist = _cut(dist, dist)
+    assert result is not None
+    return result
 
 
 def psi_rows_needed(

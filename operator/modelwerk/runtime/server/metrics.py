@@ -8,7 +8,9 @@ With several worker processes the CLI turns on prometheus_client's multiprocess 
 (``PROMETHEUS_MULTIPROC_DIR``): counters and histograms are summed over workers at scrape time,
 whichever worker answers the scrape. Gauges that describe per-process state aggregate as
 declared below: drift takes the highest worker's score (``livemax``), live accuracy the lowest
-(``livemin``), MAE the highest, so a rollout check sees the worst worker.
+(``livemin``), MAE the highest, so a rollout check sees the worst worker. The rows a feature's
+drift score waits for are the same in every worker; the window rows are summed over workers,
+although each worker scores (and waits with) its own window.
 """
 
 from __future__ import annotations
