@@ -185,6 +185,8 @@ def test_drift_above_threshold_starts_exactly_one_retraining_run(
         modelSelector={"model": "iris-classifier"},
         replicas=1,
         monitoring={
+            # iris' profile has 150 rows, noisy enough itself that PSI 0.2 needs about 1500
+            # live rows per window before noise stays under it: a window of 100 never does
             "drift": {"method": "psi", "threshold": 0.2, "window": 100, "intervalSeconds": 5},
             "retraining": {"trainingJobRef": {"name": "iris-rf"}, "minIntervalSeconds": 3600},
         },
@@ -193,13 +195,30 @@ def test_drift_above_threshold_starts_exactly_one_retraining_run(
         admin_rest, path, lambda s: s.get("phase") == "Healthy", timeout=120, what="v1 served"
     )
 
+    def drift_condition(status: dict[str, Any]) -> dict[str, Any]:
+        conditions = status.get("conditions", [])
+        return next((c for c in conditions if c["type"] == "DriftDetected"), {})
+
+    told = wait_for_status(
+        admin_rest,
+        path,
+        lambda s: drift_condition(s).get("reason") == "WindowTooSmall",
+        timeout=60,
+        what="DriftDetected saying the window is too small",
+    )
+    assert drift_condition(told)["status"] == "Unknown"
+    assert "the window holds 100" in drift_condition(told)["message"]
+    # A threshold and window the profile supports (about 160 rows); the pods restart with them.
+    admin_rest.merge_patch(
+        path, {"spec": {"monitoring": {"drift": {"threshold": 0.5, "window": 200}}}}
+    )
+
     def drift(status: dict[str, Any]) -> bool:
-        found = next((c for c in status.get("conditions", []) if c["type"] == "DriftDetected"), {})
-        return found.get("status") == "True"
+        return drift_condition(status).get("status") == "True"
 
     with _traffic(admin_rest, namespace, "blue", DRIFTED):
         current = wait_for_status(admin_rest, path, drift, timeout=120, what="DriftDetected")
-        assert current["drift"]["score"] > 0.2 and current["drift"]["feature"] in COLUMNS
+        assert current["drift"]["score"] > 0.5 and current["drift"]["feature"] in COLUMNS
         # Drift stays high for several more intervals: still exactly one run.
         wait_until(
             lambda: (

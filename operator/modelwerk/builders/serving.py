@@ -63,7 +63,36 @@ def server_args(dep: Deployment, mv: ModelVersion) -> list[str]:
     drift = dep.spec.monitoring.drift if dep.spec.monitoring else None
     if drift is not None:
         args += ["--drift-method", drift.method, "--drift-window", str(drift.window)]
+    threshold = drift_threshold(dep)
+    if threshold is not None:
+        args += ["--drift-threshold", repr(threshold)]
     return args
+
+
+def drift_threshold(dep: Deployment) -> float | None:
+    """The lowest bound the pods' drift score is compared with: monitoring's threshold and the
+    ``max`` of the analysis' drift checks. The pods hold each feature's score back until their
+    window is large enough that sampling noise stays below it, so neither a retraining run nor
+    a canary's analysis acts on a score read from too few rows.
+
+    >>> from modelwerk.api.v1alpha1 import Deployment
+    >>> spec = {"modelVersion": "m-v1", "monitoring": {"drift": {"threshold": 0.25}}}
+    >>> body = {"metadata": {"name": "d", "namespace": "ns"}, "spec": spec}
+    >>> drift_threshold(Deployment.from_k8s(body))
+    0.25
+    >>> spec["analysis"] = {"checks": [{"metric": "drift", "max": 0.1}]}
+    >>> drift_threshold(Deployment.from_k8s(body))
+    0.1
+    """
+    bounds = [
+        check.max
+        for check in (dep.spec.analysis.checks if dep.spec.analysis else [])
+        if check.metric == "drift" and check.max is not None and check.max > 0
+    ]
+    drift = dep.spec.monitoring.drift if dep.spec.monitoring else None
+    if drift is not None:
+        bounds.append(drift.threshold)
+    return min(bounds) if bounds else None
 
 
 def build_track(

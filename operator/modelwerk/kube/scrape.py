@@ -122,6 +122,8 @@ class MetricsReader:
             {m: v for m, v in drift.items() if not math.isnan(v)},
             {k: v for k, v in features.items() if not math.isnan(v)},
         )
+        rows = [_value(s) for s in vectors["drift_rows"]]
+        needed = {s["metric"].get("feature", ""): _value(s) for s in vectors["rows_needed"]}
         accuracy = _scalar(vectors["accuracy"], default=math.nan)
         return MetricSample(
             time=now,
@@ -131,6 +133,10 @@ class MetricsReader:
             latency_buckets=measure.histogram(buckets),
             drift_score=score,
             drift_feature=feature,
+            drift_window=measure.drift_window(
+                [r for r in rows if not math.isnan(r)],
+                [{f: v for f, v in needed.items() if not math.isnan(v)}],
+            ),
             accuracy=None if math.isnan(accuracy) else accuracy,
             labelled=_scalar(vectors["labelled"]),
         )
@@ -200,6 +206,8 @@ def prometheus_queries(namespace: str, deployment: str, version: str) -> dict[st
         "buckets": f"sum by (le) ({sel(measure.LATENCY_BUCKET)})",
         "drift": f"max by (method) ({sel(measure.DRIFT_SCORE)})",
         "features": f"max by (feature, method) ({sel(measure.FEATURE_DRIFT)})",
+        "drift_rows": f"max({sel(measure.DRIFT_ROWS)})",
+        "rows_needed": f"max by (feature) ({sel(measure.DRIFT_ROWS_NEEDED)})",
         # Only pods with classified feedback: the gauge reads 0 before any, and on regressors.
         "accuracy": (
             f"min({sel(measure.LIVE_ACCURACY)} and on (namespace, pod) "

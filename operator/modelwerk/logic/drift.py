@@ -6,6 +6,12 @@ retraining policy, starts a TrainingJob from the referenced template. At most on
 run is in flight per Deployment and two runs are at least ``minIntervalSeconds`` apart; the run's
 name is derived from the runs that exist, so a restart between creating it and recording it in
 the status cannot start a second one.
+
+A pod reports a feature's score only once its window holds enough rows that sampling noise
+stays below the threshold (the server derives the count from the feature's bins, see
+``runtime/server/drift_floor.py``). No score is never "no drift": DriftDetected is Unknown with
+the rows seen and needed (NotEnoughData), or says that the window (WindowTooSmall) or the
+training profile (ProfileTooSmall) can never be large enough for the threshold.
 """
 
 from __future__ import annotations
@@ -15,9 +21,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modelwerk.api.conditions import ConditionStatus, get_condition
-from modelwerk.api.v1alpha1.deployment import Deployment, DriftStatus, MetricSample
+from modelwerk.api.v1alpha1.deployment import (
+    Deployment,
+    DriftMonitoring,
+    DriftStatus,
+    DriftWindow,
+    MetricSample,
+)
 from modelwerk.api.v1alpha1.training_job import TrainingJob
 from modelwerk.builders.retraining import build_retraining_job, retraining_name
+from modelwerk.builders.serving import drift_threshold
 from modelwerk.logic.plan import Event
 
 DRIFT_DETECTED = "DriftDetected"
@@ -88,15 +101,20 @@ def decide_drift(dep: Deployment, inp: DriftInput, now: datetime) -> DriftDecisi
     decision.drift = previous.model_copy(
         update={"score": score, "feature": feature, "measured_time": now}
     )
+    window = inp.sample.drift_window
+    # the pods' floor is for the lowest bound drift is compared with (analysis checks too)
+    spec = drift.model_copy(update={"threshold": drift_threshold(dep) or drift.threshold})
+    blind = _unmeasured(spec, window)
     if score is None:
-        decision.condition = ("Unknown", "NotEnoughData", "Not enough recent rows to measure drift")
+        decision.condition = ("Unknown", *_waiting(spec, window, blind))
         return decision
     was = get_condition(dep.status.conditions, DRIFT_DETECTED)
     text = f"{drift.method.upper()} {score:.3g} on {feature or 'a feature'}"
+    note = f"; {blind}" if blind else ""
     if score <= drift.threshold:
-        decision.condition = ("False", "WithinThreshold", f"{text} <= {drift.threshold:g}")
+        decision.condition = ("False", "WithinThreshold", f"{text} <= {drift.threshold:g}{note}")
         return decision
-    decision.condition = ("True", "DriftAboveThreshold", f"{text} > {drift.threshold:g}")
+    decision.condition = ("True", "DriftAboveThreshold", f"{text} > {drift.threshold:g}{note}")
     if was is None or was.status != "True":
         decision.detected = True
         decision.events.append(
@@ -104,6 +122,50 @@ def decide_drift(dep: Deployment, inp: DriftInput, now: datetime) -> DriftDecisi
         )
     _retrain(dep, inp, now, decision)
     return decision
+
+
+def _unmeasured(drift: DriftMonitoring, window: DriftWindow | None) -> str | None:
+    """Why a feature's drift is never reported, when the pods say one's is not (its score
+    needs more rows than the window holds, or than any window could).
+
+    >>> spec = DriftMonitoring(threshold=0.1, window=500)
+    >>> _unmeasured(spec, DriftWindow(rows=500, needed=900, feature="age"))
+    'PSI 0.1 on age needs 900 rows of live inputs, the window holds 500: raise monitoring.drift.window or the threshold'
+    >>> _unmeasured(spec, DriftWindow(rows=500, needed=None, feature="age"))
+    'no window tells PSI 0.1 on age from sampling noise: the training profile has too few rows; raise monitoring.drift.threshold'
+    >>> _unmeasured(spec, DriftWindow(rows=80, needed=300, feature="age")) is None
+    True
+    """
+    if window is None or window.feature is None:
+        return None
+    what = f"{drift.method.upper()} {drift.threshold:g} on {window.feature}"
+    if window.needed is None:
+        return (
+            f"no window tells {what} from sampling noise: the training profile has too few "
+            "rows; raise monitoring.drift.threshold"
+        )
+    if window.needed > drift.window:
+        return (
+            f"{what} needs {window.needed} rows of live inputs, the window holds "
+            f"{drift.window}: raise monitoring.drift.window or the threshold"
+        )
+    return None
+
+
+def _waiting(
+    drift: DriftMonitoring, window: DriftWindow | None, blind: str | None
+) -> tuple[str, str]:
+    """Reason and message while no feature has a score yet."""
+    if blind is not None:
+        reason = "ProfileTooSmall" if window and window.needed is None else "WindowTooSmall"
+        rows = window.rows if window else 0
+        return reason, f"No drift score ({rows} rows in the fullest window): {blind}"
+    if window is None or window.needed is None:
+        return "NotEnoughData", "Not enough recent rows to measure drift"
+    return "NotEnoughData", (
+        f"Waiting for live inputs: {window.rows} of the {window.needed} rows a window needs "
+        f"before {drift.method.upper()} can be compared with {drift.threshold:g}"
+    )
 
 
 def _retrain(dep: Deployment, inp: DriftInput, now: datetime, decision: DriftDecision) -> None:

@@ -28,12 +28,20 @@ from typing import Literal
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelwerk.api.v1alpha1.deployment import Check, LatencyBucket, Measurement, MetricSample
+from modelwerk.api.v1alpha1.deployment import (
+    Check,
+    DriftWindow,
+    LatencyBucket,
+    Measurement,
+    MetricSample,
+)
 
 REQUESTS = "modelwerk_model_requests_total"
 LATENCY_BUCKET = "modelwerk_model_request_seconds_bucket"
 DRIFT_SCORE = "modelwerk_model_drift_score"
 FEATURE_DRIFT = "modelwerk_model_feature_drift"
+DRIFT_ROWS = "modelwerk_model_drift_window_rows"
+DRIFT_ROWS_NEEDED = "modelwerk_model_drift_rows_needed"
 LIVE_ACCURACY = "modelwerk_model_live_accuracy"
 LIVE_LABELLED = "modelwerk_model_live_labelled_rows"
 FEEDBACK = "modelwerk_model_feedback_total"
@@ -63,6 +71,10 @@ class PodMetrics:
     """Highest drift score per method."""
     feature_drift: dict[tuple[str, str], float] = field(default_factory=dict)
     """Drift per (feature, method)."""
+    drift_rows: float | None = None
+    """Rows in the pod's drift window."""
+    rows_needed: dict[str, float] = field(default_factory=dict)
+    """Rows each feature's score waits for (``math.inf``: no window is enough)."""
     accuracy: float | None = None
     labelled: float = 0.0
 
@@ -90,6 +102,11 @@ def parse_pod(text: str) -> PodMetrics:
             elif s.name == FEATURE_DRIFT:
                 key = (s.labels.get("feature", ""), s.labels.get("method", ""))
                 pod.feature_drift[key] = max(value, pod.feature_drift.get(key, value))
+            elif s.name == DRIFT_ROWS:
+                pod.drift_rows = value + (pod.drift_rows or 0.0)
+            elif s.name == DRIFT_ROWS_NEEDED:
+                feature = s.labels.get("feature", "")
+                pod.rows_needed[feature] = max(value, pod.rows_needed.get(feature, value))
             elif s.name == LIVE_ACCURACY:
                 accuracy.append(value)
             elif s.name == LIVE_LABELLED:
@@ -137,6 +154,10 @@ def combine(pods: list[PodMetrics], now: datetime) -> MetricSample:
         latency_buckets=histogram(buckets),
         drift_score=score,
         drift_feature=feature,
+        drift_window=drift_window(
+            [p.drift_rows for p in pods if p.drift_rows is not None],
+            [p.rows_needed for p in pods],
+        ),
         accuracy=min(accuracies) if accuracies else None,
         labelled=sum(p.labelled for p in pods),
     )
@@ -157,6 +178,32 @@ def worst_drift(
     candidates = sorted((f, v) for (f, m), v in features.items() if m == method)
     feature = max(candidates, key=lambda fv: fv[1])[0] if candidates else None
     return scores[method], feature
+
+
+def drift_window(
+    rows: Iterable[float], needed: Iterable[Mapping[str, float]]
+) -> DriftWindow | None:
+    """The fullest window and the feature needing the most rows, over pods (None when the pods
+    export neither, as a server older than the gauges).
+
+    >>> drift_window([40.0, 75.0], [{"a": 120.0, "b": 90.0}, {"a": 120.0}])
+    DriftWindow(rows=75, needed=120, feature='a')
+    >>> drift_window([500.0], [{"a": 120.0, "b": math.inf}])
+    DriftWindow(rows=500, needed=None, feature='b')
+    """
+    most: dict[str, float] = {}
+    for pod in needed:
+        for feature, value in pod.items():
+            most[feature] = max(value, most.get(feature, value))
+    full = max(rows, default=None)
+    if full is None and not most:
+        return None
+    if not most:
+        return DriftWindow(rows=int(full or 0))
+    feature, value = max(sorted(most.items()), key=lambda fv: fv[1])
+    return DriftWindow(
+        rows=int(full or 0), needed=int(value) if math.isfinite(value) else None, feature=feature
+    )
 
 
 def sample_from_exposition(texts: list[str], now: datetime) -> MetricSample:
@@ -274,7 +321,10 @@ def measure(
         return _measure_requests(check, interval(previous, current), previous, min_requests, now)
     if check.metric == "drift":
         if current.drift_score is None:
+            window = current.drift_window
             why = "no drift score yet (too few rows in the pods' window)"
+            if window is not None and window.needed is not None:
+                why = f"no drift score yet ({window.rows} of the {window.needed} rows it needs)"
             return _result(check, now, "Inconclusive", why)
         on = f" on {current.drift_feature}" if current.drift_feature else ""
         return _judge(check, now, current.drift_score, f"drift {current.drift_score:.4g}{on}")

@@ -27,7 +27,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from modelwerk.api.v1alpha1.deployment import Check
+from modelwerk.api.v1alpha1.deployment import Check, DriftWindow
 from modelwerk.kube.scrape import MetricsReader, SampleError, prometheus_queries
 from modelwerk.logic.measure import measure, sample_from_exposition
 from modelwerk.runtime.server.app import ModelServer, create_app
@@ -305,6 +305,10 @@ ANSWERS: dict[str, list[dict[str, Any]]] = {
         f'(modelwerk_model_feedback_total{{{SEL},result=~"correct|incorrect"}} > 0))'
     ): vector(({}, "0.93")),
     f"sum(modelwerk_model_live_labelled_rows{{{SEL}}})": vector(({}, "250")),
+    f"max(modelwerk_model_drift_window_rows{{{SEL}}})": vector(({}, "400")),
+    f"max by (feature) (modelwerk_model_drift_rows_needed{{{SEL}}})": vector(
+        ({"feature": "sepal width (cm)"}, "310"), ({"feature": "petal length (cm)"}, "+Inf")
+    ),
 }
 
 
@@ -357,6 +361,8 @@ async def test_sample_prometheus_sums_the_versions_series(reader: MetricsReader)
         ("+Inf", 1200),
     ]
     assert (s.drift_score, s.drift_feature) == (0.31, "petal length (cm)")
+    # no window is enough for petal length's score: that, not the 310 rows of sepal width
+    assert s.drift_window == DriftWindow(rows=400, needed=None, feature="petal length (cm)")
     assert (s.accuracy, s.labelled) == (0.93, 250)
 
 
@@ -369,7 +375,7 @@ async def test_series_that_do_not_exist_yet_read_as_nothing(reader: MetricsReade
     async with fake_prometheus(only_pods) as (url, _):
         s = await reader.sample_prometheus(url, "ml", "iris", "iris-v2", NOW)
     assert (s.pods, s.requests, s.errors, s.latency_buckets, s.labelled) == (3, 0, 0, [], 0)
-    assert (s.drift_score, s.drift_feature, s.accuracy) == (None, None, None)
+    assert (s.drift_score, s.drift_feature, s.accuracy, s.drift_window) == (None,) * 4
 
 
 async def test_prometheus_without_the_versions_pods_is_an_error(reader: MetricsReader) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from modelwerk.api.conditions import get_condition
-from modelwerk.api.v1alpha1.deployment import LatencyBucket, MetricSample
+from modelwerk.api.v1alpha1.deployment import DriftWindow, LatencyBucket, MetricSample
 from modelwerk.logic.drift import DriftInput, RetrainingRun
 from modelwerk.logic.rollout import split_replicas
 
@@ -478,3 +478,87 @@ def test_a_missing_route_holds_the_canary_until_the_deadline() -> None:
     sim.step(seconds=61)
     sim.step()
     assert sim.status.phase == "Aborted"
+
+
+# -- drift needs enough rows -------------------------------------------------------------------
+
+
+def _command(dep: object) -> list[str]:
+    from modelwerk.builders.serving import server_args
+
+    return server_args(dep, version(1))  # type: ignore[arg-type]
+
+
+def _flag(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+def test_the_pods_get_the_threshold_drift_is_compared_with() -> None:
+    monitored = deployment(
+        modelVersion=V1, monitoring={"drift": {"method": "ks", "threshold": 0.15, "window": 800}}
+    )
+    args = _command(monitored)
+    assert [_flag(args, f) for f in ("--drift-method", "--drift-window", "--drift-threshold")] == [
+        "ks",
+        "800",
+        "0.15",
+    ]
+    # An analysis drift check with a lower bound wins: a canary is not judged on noise either.
+    checked = deployment(
+        modelVersion=V1,
+        monitoring={"drift": {"threshold": 0.25}},
+        analysis={"checks": [{"metric": "drift", "max": 0.1}, {"metric": "errorRate", "max": 0}]},
+    )
+    assert _flag(_command(checked), "--drift-threshold") == "0.1"
+    only_analysis = deployment(
+        modelVersion=V1, analysis={"checks": [{"metric": "drift", "max": 0.3}]}
+    )
+    assert _flag(_command(only_analysis), "--drift-threshold") == "0.3"
+    assert "--drift-threshold" not in _command(deployment())
+
+
+def drift_sample(t: object, window: DriftWindow, score: float | None = None) -> MetricSample:
+    base = sample(t, 100, drift=score)
+    return base.model_copy(update={"drift_window": window})
+
+
+def test_no_drift_score_says_how_many_rows_are_missing_and_why() -> None:
+    sim = healthy_on_v1(monitoring=MONITORED)
+    threshold = MONITORED["drift"]["threshold"]  # type: ignore[index]
+    warming = DriftWindow(rows=40, needed=130, feature="petal_length")
+    sim.step(drift=DriftInput(sample=drift_sample(sim.now, warming)))
+    found = get_condition(sim.status.conditions, "DriftDetected")
+    assert found is not None and (found.status, found.reason) == ("Unknown", "NotEnoughData")
+    assert f"40 of the 130 rows a window needs before PSI can be compared with {threshold:g}" in (
+        found.message or ""
+    )
+    assert sim.status.drift.score is None
+    too_small = DriftWindow(rows=500, needed=1500, feature="petal_length")
+    sim.step(seconds=30, drift=DriftInput(sample=drift_sample(sim.now, too_small)))
+    found = get_condition(sim.status.conditions, "DriftDetected")
+    assert found is not None and found.reason == "WindowTooSmall"
+    assert "needs 1500 rows of live inputs, the window holds 1000" in (found.message or "")
+    never = DriftWindow(rows=500, needed=None, feature="petal_length")
+    sim.step(seconds=30, drift=DriftInput(sample=drift_sample(sim.now, never)))
+    found = get_condition(sim.status.conditions, "DriftDetected")
+    assert found is not None and found.reason == "ProfileTooSmall"
+    assert "the training profile has too few rows" in (found.message or "")
+    # Other features are measured: the verdict stands, and the blind spot is named.
+    sim.step(seconds=30, drift=DriftInput(sample=drift_sample(sim.now, too_small, 0.05)))
+    found = get_condition(sim.status.conditions, "DriftDetected")
+    assert found is not None and found.reason == "WithinThreshold"
+    assert "petal_length needs 1500 rows" in (found.message or "")
+    assert sim.status.phase == "Healthy"
+
+
+def test_an_analysis_drift_check_without_a_score_is_inconclusive_and_says_why() -> None:
+    from datetime import UTC, datetime
+
+    from modelwerk.api.v1alpha1.deployment import Check
+    from modelwerk.logic.measure import measure
+
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    current = drift_sample(now, DriftWindow(rows=30, needed=120, feature="petal_length"))
+    m = measure(Check(metric="drift", max=0.2), None, current, min_requests=1, now=now)
+    assert (m.phase, m.value) == ("Inconclusive", None)
+    assert m.message is not None and "30 of the 120 rows" in m.message

@@ -110,3 +110,39 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ServerSettings(**{k.removeprefix("MODELWERK_SERVER_").lower(): v for k, v in env.items()})
         == settings
     )
+
+
+def test_drift_threshold_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        ["--drift-threshold", "0.25", "--drift-false-alarm", "0.001", "--drift-min-rows", "80"]
+    )
+    assert (args.drift_threshold, args.drift_false_alarm, args.drift_min_rows) == (0.25, 0.001, 80)
+    assert parser.parse_args([]).drift_threshold is None
+    base = {"model_uri": "m.joblib", "model_name": "iris"}
+    settings = ServerSettings(**base, drift_threshold=0.25, drift_false_alarm=0.001)  # type: ignore[arg-type]
+    env = settings.to_env()
+    assert env["MODELWERK_SERVER_DRIFT_THRESHOLD"] == "0.25"
+    assert env["MODELWERK_SERVER_DRIFT_FALSE_ALARM"] == "0.001"
+    plain = ServerSettings(**base)  # type: ignore[arg-type]
+    assert (plain.drift_threshold, plain.drift_false_alarm) == (None, 0.01)
+    assert "MODELWERK_SERVER_DRIFT_THRESHOLD" not in plain.to_env()
+    monkeypatch.setenv("MODELWERK_SERVER_DRIFT_THRESHOLD", "0.1")
+    assert ServerSettings(**base).drift_threshold == 0.1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--drift-threshold", "0"], ["--drift-false-alarm", "0.5"], ["--drift-threshold", "x"]],
+)
+def test_invalid_drift_flags_are_refused(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--model-uri", "m", "--name", "iris", *flags]
+    if flags[-1] == "x":
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+    else:
+        assert cli.main(argv) == 2
+    assert "drift" in capsys.readouterr().err

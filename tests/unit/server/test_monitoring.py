@@ -236,3 +236,39 @@ async def test_feedback_live_mae(diabetes: Artifact, client_for: Client) -> None
     ) == pytest.approx(10.0)
     assert bad.status_code == 400
     assert find(samples, "modelwerk_model_prediction_value_count", model="diabetes")
+
+
+async def test_with_a_threshold_drift_waits_for_the_rows_it_needs(
+    iris: Artifact, iris_model: LoadedModel, client_for: Client
+) -> None:
+    """Before the floor a feature has no score at all (not 0), and /metrics says how many
+    rows it waits for; the other method's scores only wait for drift_min_rows."""
+    app = create_app(iris.settings(drift_window=1000, drift_threshold=0.25), iris_model)
+    assert app.drift is not None
+    needed = {f: v for (f, m), v in app.drift.rows_needed.items() if m == "psi"}
+    floor = int(max(needed.values()))
+    assert 100 < floor <= 1000 and len(needed) == 4
+    live = iris.frame.sample(n=floor, replace=True, random_state=8)
+    async with client_for(app) as client:
+        early = await _drift_after(app, client, live.iloc[:50])
+        later = await _drift_after(app, client, live.iloc[50:])
+    for feature, rows in needed.items():
+        key = {"feature": feature, "method": "psi"}
+        assert value(early, "modelwerk_model_drift_rows_needed", **MV, **key) == rows
+    assert find(early, "modelwerk_model_drift_rows_needed", **MV, method="ks") == {}
+    assert find(early, "modelwerk_model_feature_drift", **MV, method="psi") == {}
+    assert find(early, "modelwerk_model_drift_score", **MV) == {}
+    assert len(find(early, "modelwerk_model_feature_drift", **MV, method="ks")) == 4
+    assert value(later, "modelwerk_model_drift_window_rows", **MV) == floor
+    assert len(find(later, "modelwerk_model_feature_drift", **MV, method="psi")) == 4
+    assert value(later, "modelwerk_model_drift_score", **MV, method="psi") <= 0.25
+
+
+async def test_without_a_threshold_rows_needed_is_drift_min_rows(
+    iris: Artifact, iris_model: LoadedModel, client_for: Client
+) -> None:
+    app = create_app(iris.settings(drift_min_rows=20), iris_model)
+    async with client_for(app) as client:
+        samples = await scrape(client)
+    needed = find(samples, "modelwerk_model_drift_rows_needed", **MV)
+    assert len(needed) == 4 and set(needed.values()) == {20}

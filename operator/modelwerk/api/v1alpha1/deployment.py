@@ -172,9 +172,14 @@ class DriftMonitoring(ApiModel):
     method: Literal["psi", "ks"] = "psi"
     """psi (population stability index) or ks (Kolmogorov-Smirnov statistic). Defaults to psi."""
     threshold: float = Field(default=0.2, gt=0)
-    """A feature whose score exceeds this has drifted. Defaults to 0.2."""
+    """A feature whose score exceeds this has drifted. Defaults to 0.2. A pod reports a
+    feature's score only once its window holds enough rows that sampling noise alone crosses
+    the threshold with at most 1 % probability; the lower the threshold (and the smaller the
+    Dataset's profile), the more rows that takes (condition DriftDetected says how many)."""
     window: int = Field(default=1000, ge=10, le=100000)
-    """Recent rows compared with the profile. Defaults to 1000."""
+    """Recent rows compared with the profile, per serving pod. Defaults to 1000. Must hold the
+    rows the threshold needs, or drift is never reported (DriftDetected reason
+    WindowTooSmall)."""
     interval_seconds: int = Field(default=60, ge=5, le=86400)
     """How often the operator reads the serving pods' drift. Defaults to 60."""
 
@@ -278,6 +283,20 @@ class LatencyBucket(ApiModel):
     """Requests at or below the bound."""
 
 
+class DriftWindow(ApiModel):
+    """How full the serving pods' drift windows are, against the rows their scores need."""
+
+    rows: int = Field(default=0, ge=0)
+    """Rows in the fullest window among the pods (a pod with several server processes sums
+    theirs, although each process scores its own window)."""
+    needed: int | None = Field(default=None, ge=1)
+    """Rows a window must hold before the drift of every feature is reported at the
+    Deployment's threshold: the most any feature needs. Absent when unknown, or when no window
+    is enough for that feature (the training profile is too small for the threshold)."""
+    feature: str | None = None
+    """The feature that needs the most rows, or that no window can measure."""
+
+
 class MetricSample(ApiModel):
     """Cumulative serving metrics of one version's pods at one time, summed over its pods.
 
@@ -299,6 +318,8 @@ class MetricSample(ApiModel):
     """The highest per-feature drift over the pods' windows."""
     drift_feature: str | None = None
     """The feature with that drift."""
+    drift_window: DriftWindow | None = None
+    """How far the drift windows are from reporting (absent when the pods do not say)."""
     accuracy: float | None = None
     """The lowest live accuracy over the pods (classification, from feedback)."""
     labelled: float = 0

@@ -111,10 +111,15 @@ class ModelServer:
                 s.drift_window,
                 s.drift_min_rows,
                 s.drift_interval_seconds,
+                s.drift_method,
+                s.drift_threshold,
+                s.drift_false_alarm,
             )
             if model.profile is not None and s.drift_enabled
             else None
         )
+        if self.drift is not None:
+            self.metrics.set_drift_needed(self.drift.rows_needed, s.drift_method)
         self.feedback = FeedbackTracker(model.task, s.feedback_capacity, s.feedback_window)
         self.batcher: MicroBatcher[Job, Result] = MicroBatcher(
             self._predict_batch, s.max_batch_size, s.max_batch_delay_ms / 1000.0

@@ -48,8 +48,23 @@ _FLAGS: list[tuple[str, dict[str, object]]] = [
         {"type": int, "help": "recent rows compared with the profile (default 1000)"},
     ),
     (
+        "--drift-threshold",
+        {
+            "type": float,
+            "help": "the threshold drift is compared with; scores wait for enough rows that "
+            "noise stays below it (default: none, only --drift-min-rows)",
+        },
+    ),
+    (
+        "--drift-false-alarm",
+        {
+            "type": float,
+            "help": "chance that an undrifted window crosses --drift-threshold (default 0.01)",
+        },
+    ),
+    (
         "--drift-min-rows",
-        {"type": int, "help": "rows needed before drift is reported (default 50)"},
+        {"type": int, "help": "rows needed before drift is reported, at least (default 50)"},
     ),
     ("--drift-interval-seconds", {"type": float, "help": "recompute drift at most this often"}),
     ("--feedback-capacity", {"type": int, "help": "predictions remembered for feedback"}),

@@ -10,11 +10,19 @@ the request path:
 * categorical features: PSI over the profile's value frequencies (values never seen in
   training share one extra bin).
 
+A feature's score is only reported once the window holds enough of its values: given the
+operator's threshold for the configured method, enough that an undrifted window crosses it
+with probability at most the false-alarm budget (:mod:`.drift_floor` derives the count per
+feature from its bins and reference size); without a threshold (a server run by hand),
+``min_rows``. Until then the feature has no score at all, which reads as "not enough data",
+never as 0.
+
 The state lives in one process: with several workers each keeps its own window.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -24,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelwerk.runtime.profile import CategoricalProfile, NumericProfile, Profile
+
+log = logging.getLogger("modelwerk.serve")
 
 EPSILON = 1e-4
 """Floor for bin fractions, so an empty bin adds a large but finite term to PSI."""
@@ -66,11 +76,22 @@ class DriftScores:
     rows: int
     """Rows in the window when computed."""
     scores: dict[tuple[str, str], float]
-    """(feature, method) -> score; empty while the window has fewer than the minimum rows."""
+    """(feature, method) -> score, for the features whose values in the window reached their
+    rows needed (:attr:`DriftMonitor.rows_needed`); empty before any did."""
+
+
+Key = tuple[str, str]
 
 
 class DriftMonitor:
-    """Ring buffer of recent inputs plus the reference profile; thread-safe."""
+    """Ring buffer of recent inputs plus the reference profile; thread-safe.
+
+    ``method`` and ``threshold`` are the operator's: with a threshold, the scores of ``method``
+    wait for the rows :mod:`.drift_floor` computes (at least ``min_rows``, possibly more than
+    the window holds: then that feature is never reported, and a warning says so); the other
+    method's scores, and every score without a threshold, wait for ``min_rows`` (capped at the
+    window).
+    """
 
     def __init__(
         self,
@@ -79,12 +100,17 @@ class DriftMonitor:
         window: int,
         min_rows: int,
         interval_s: float,
+        method: str = "psi",
+        threshold: float | None = None,
+        false_alarm: float = 0.01,
     ) -> None:
         self.window = window
         self.min_rows = min(min_rows, window)
         self.interval_s = interval_s
+        self.method = method
         self._numeric: list[tuple[int, str, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._categorical: list[tuple[int, str, dict[str, float]]] = []
+        references: dict[str, int | None] = {}
         for j, column in enumerate(columns):
             feature = profile.features.get(column)
             if isinstance(feature, NumericProfile) and feature.bin_fractions:
@@ -102,8 +128,15 @@ class DriftMonitor:
                         sample,
                     )
                 )
+                references[column] = feature.count or None
             elif isinstance(feature, CategoricalProfile) and feature.frequencies:
                 self._categorical.append((j, column, dict(feature.frequencies)))
+                references[column] = feature.count or None
+        self.rows_needed: dict[Key, float] = {key: float(self.min_rows) for key in self.features}
+        """(feature, method) -> values of the feature the window must hold before that score
+        is reported; ``math.inf`` when no window is enough."""
+        if threshold is not None:
+            self._apply_floor(method, threshold, false_alarm, references)
         self._num_idx = [n[0] for n in self._numeric]
         self._cat_idx = [c[0] for c in self._categorical]
         self._num_buf = np.full((window, len(self._numeric)), np.nan)
@@ -116,8 +149,50 @@ class DriftMonitor:
         self._last_at = -math.inf
         self._last_seen = -1
 
+    def _apply_floor(
+        self,
+        method: str,
+        threshold: float,
+        false_alarm: float,
+        references: dict[str, int | None],
+    ) -> None:
+        # Imported here: drift_floor needs this module's EPSILON, and scipy only loads when
+        # there is a threshold to derive floors for.
+        from modelwerk.runtime.server.drift_floor import ks_rows_needed, psi_rows_needed
+
+        mine = [key for key in self.features if key[1] == method]
+        if not mine:
+            return
+        alpha = false_alarm / len(mine)  # the highest of len(mine) scores is compared
+        fractions: dict[str, list[float]] = {
+            column: [float(f) for f in frac] for _, column, _, frac, _ in self._numeric
+        }
+        fractions.update({column: list(freq.values()) for _, column, freq in self._categorical})
+        samples = {column: s.size for _, column, _, _, s in self._numeric if s is not None}
+        for key in mine:
+            column = key[0]
+            if method == "psi":
+                floor = psi_rows_needed(fractions[column], references[column], threshold, alpha)
+            else:
+                floor = ks_rows_needed(samples[column], threshold, alpha)
+            self.rows_needed[key] = max(float(self.min_rows), floor)
+        never = {k: v for k, v in self.rows_needed.items() if v > self.window}
+        for (column, m), rows in sorted(never.items()):
+            if math.isinf(rows):
+                log.warning(
+                    "Drift of %s is not reported: no window tells %s %g from sampling noise "
+                    "against a training profile of %s rows; raise the threshold",
+                    column, m.upper(), threshold, references.get(column),
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "Drift of %s is not reported: %s %g needs %d rows, the window holds %d; "
+                    "raise the window or the threshold",
+                    column, m.upper(), threshold, rows, self.window,
+                )  # fmt: skip
+
     @property
-    def features(self) -> list[tuple[str, str]]:
+    def features(self) -> list[Key]:
         """(feature, method) pairs that get a score."""
         pairs = []
         for _, column, _, _, sample in self._numeric:
@@ -162,20 +237,21 @@ class DriftMonitor:
             rows, seen = self._rows, self._seen
             num = self._num_buf[:rows].copy()
             cat = self._cat_buf[:rows].copy()
-        result: dict[tuple[str, str], float] = {}
-        if rows >= self.min_rows:
-            for k, (_, column, edges, fractions, sample) in enumerate(self._numeric):
-                values = num[:, k]
-                values = values[~np.isnan(values)]
-                if values.size == 0:
-                    continue
+        needed = self.rows_needed
+        result: dict[Key, float] = {}
+        for k, (_, column, edges, fractions, sample) in enumerate(self._numeric):
+            values = num[:, k]
+            values = values[~np.isnan(values)]
+            if values.size == 0:
+                continue
+            if values.size >= needed[(column, "psi")]:
                 result[(column, "psi")] = numeric_psi(values, edges, fractions)
-                if sample is not None and sample.size:
-                    result[(column, "ks")] = ks_statistic(values, sample)
-            for k, (_, column, frequencies) in enumerate(self._categorical):
-                present = [str(v) for v in cat[:, k] if v is not None]
-                if present:
-                    result[(column, "psi")] = categorical_psi(present, frequencies)
+            if sample is not None and sample.size and values.size >= needed[(column, "ks")]:
+                result[(column, "ks")] = ks_statistic(values, sample)
+        for k, (_, column, frequencies) in enumerate(self._categorical):
+            present = [str(v) for v in cat[:, k] if v is not None]
+            if present and len(present) >= needed[(column, "psi")]:
+                result[(column, "psi")] = categorical_psi(present, frequencies)
         self._last = DriftScores(rows, result)
         self._last_at = now
         self._last_seen = seen

@@ -8,7 +8,9 @@ With several worker processes the CLI turns on prometheus_client's multiprocess 
 (``PROMETHEUS_MULTIPROC_DIR``): counters and histograms are summed over workers at scrape time,
 whichever worker answers the scrape. Gauges that describe per-process state aggregate as
 declared below: drift takes the highest worker's score (``livemax``), live accuracy the lowest
-(``livemin``), MAE the highest, so a rollout check sees the worst worker.
+(``livemin``), MAE the highest, so a rollout check sees the worst worker. The rows a feature's
+drift score waits for are the same in every worker; the window rows are summed over workers,
+although each worker scores (and waits with) its own window.
 """
 
 from __future__ import annotations
@@ -142,6 +144,14 @@ class ServerMetrics:
             registry=r,
             multiprocess_mode="livesum",
         ).labels(*self._mv)
+        self._drift_needed = Gauge(
+            "modelwerk_model_drift_rows_needed",
+            "Values of a feature the drift window must hold before its score (of the configured "
+            "method) is reported; +Inf when no window is enough.",
+            [*mv, "feature", "method"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self._feedback = Counter(
             "modelwerk_model_feedback",
             "Feedback rows: correct/incorrect (classification), matched (regression), unmatched.",
@@ -219,6 +229,12 @@ class ServerMetrics:
                 best = value
         if best is not None:
             self._drift_score.labels(*self._mv, method).set(best)
+
+    def set_drift_needed(self, needed: dict[tuple[str, str], float], method: str) -> None:
+        """The rows each feature's score of ``method`` waits for (fixed for the process)."""
+        for (feature, m), rows in needed.items():
+            if m == method:
+                self._drift_needed.labels(*self._mv, feature, m).set(rows)
 
     def exposition(self) -> bytes:
         if multiprocess_mode():

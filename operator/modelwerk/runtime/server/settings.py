@@ -55,8 +55,16 @@ class ServerSettings(BaseSettings):
     """The method behind ``modelwerk_model_drift_score`` (both are exported per feature)."""
     drift_window: int = Field(default=1000, ge=10, le=100_000)
     """Most recent input rows compared with the profile."""
+    drift_threshold: float | None = Field(default=None, gt=0)
+    """The threshold the operator compares the ``drift_method`` score with. With it, a
+    feature's score is reported only once the window holds enough of its values that sampling
+    noise alone crosses the threshold with probability at most ``drift_false_alarm``."""
+    drift_false_alarm: float = Field(default=0.01, gt=0, lt=0.5)
+    """Chance that an undrifted window's highest ``drift_method`` score crosses
+    ``drift_threshold`` (per server process and window)."""
     drift_min_rows: int = Field(default=50, ge=1)
-    """Rows needed before drift is reported (capped at the window)."""
+    """Rows needed before drift is reported (capped at the window): all that is needed without
+    a threshold, a lower bound with one."""
     drift_interval_seconds: float = Field(default=10.0, ge=0)
     """Drift is recomputed at most this often (lazily, at scrape time)."""
 
