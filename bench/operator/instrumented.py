@@ -56,10 +56,10 @@ def _wrap() -> None:
         finally:
             _record(what, key.kind, key.name, time.perf_counter() - started)
 
-    async def timed_observe(kube: Any, dep: Any, now: Any) -> Any:
+    async def timed_observe(kube: Any, metrics: Any, dep: Any, now: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await observe(kube, dep, now)
+            return await observe(kube, metrics, dep, now)
         finally:
             _record("observe", "Deployment", dep.metadata.name, time.perf_counter() - started)
 

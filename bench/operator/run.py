@@ -33,6 +33,7 @@ import os
 import platform
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.operator.image_env import operator_python
 from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster import node as standin
 from tests.cluster import process
@@ -169,6 +171,7 @@ class Operator:
     kubeconfig: Path
     workdir: Path
     name: str
+    python: Path
     env: dict[str, str] = field(default_factory=dict)
     metrics_port: int = field(default_factory=free_port)
     proc: process.ManagedProcess | None = None
@@ -192,7 +195,7 @@ class Operator:
         self.started = time.monotonic()
         self.proc = process.ManagedProcess(
             f"operator-{self.name}",
-            [sys.executable, "-m", "bench.operator.instrumented"],
+            [str(self.python), "-m", "bench.operator.instrumented"],
             self.workdir / f"{self.name}.log",
             env=env,
             cwd=REPO_ROOT,
@@ -422,6 +425,7 @@ def measure(
     resync: float,
     passes: int,
     workers: int,
+    python: Path,
     trace: Path | None = None,
 ) -> tuple[list[Sample], list[dict[str, float]], str]:
     """A fresh operator until every Deployment was reconciled ``passes`` + 1 times (the initial
@@ -430,6 +434,7 @@ def measure(
         kubeconfig,
         workdir,
         "measured",
+        python,
         env={
             "MODELWERK_RESYNC_SECONDS": str(resync),
             "MODELWERK_WORKERS": str(workers),
@@ -547,6 +552,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="MODELWERK_WORKERS")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument(
+        "--dev-venv",
+        action="store_true",
+        help="run the operator with this interpreter (every extra installed) instead of a venv "
+        "with the operator image's packages (image_env.py)",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="profile the operator's memory (out/tracemalloc.txt after each pass); "
@@ -560,6 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     objects = plan_objects(args.objects)
     info["mix"] = dict(Counter(objects.values()))
+    python = Path(sys.executable) if args.dev_venv else operator_python(say)
+    info["operator_python"] = {
+        "executable": str(python),
+        "packages": subprocess.run(
+            [str(python), "-m", "pip", "freeze"], check=True, capture_output=True, text=True
+        ).stdout.split(),
+    }
     binaries = ensure_binaries(progress=say)
     # A /16 for Services: 1,000 Deployments have about 1,600 of them (the tests' /24 has 254).
     cp = ControlPlane(binaries, service_cidr="10.0.0.0/16", progress=say)
@@ -568,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_op: Operator | None = None
     try:
         rest, node, kubeconfig = setup_cluster(cp, cp.workdir)
-        setup_op = Operator(kubeconfig, cp.workdir, "setup")
+        setup_op = Operator(kubeconfig, cp.workdir, "setup", python)
         setup_op.start()
         info["setup"] = populate(rest, node, objects, args.versions)
         setup_op.stop()
@@ -583,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             args.resync,
             args.passes,
             args.workers,
+            python,
             (args.out / "tracemalloc.txt").resolve() if args.tracemalloc else None,
         )
         info["final_states"] = {
