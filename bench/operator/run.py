@@ -427,18 +427,21 @@ def measure(
     workers: int,
     python: Path,
     trace: Path | None = None,
+    name: str = "measured",
+    env: dict[str, str] | None = None,
 ) -> tuple[list[Sample], list[dict[str, float]], str]:
     """A fresh operator until every Deployment was reconciled ``passes`` + 1 times (the initial
     sync, then ``passes`` resyncs); its process sampled every second."""
     op = Operator(
         kubeconfig,
         workdir,
-        "measured",
+        name,
         python,
         env={
             "MODELWERK_RESYNC_SECONDS": str(resync),
             "MODELWERK_WORKERS": str(workers),
             **({"BENCH_TRACEMALLOC": str(trace)} if trace else {}),
+            **(env or {}),
         },
     )
     op.start()
@@ -558,12 +561,26 @@ def main(argv: list[str] | None = None) -> int:
         "with the operator image's packages (image_env.py)",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE,...",
+        help="after the main measurement, measure a fresh operator on the same cluster with "
+        "these environment variables (MODELWERK_* settings or instrumented.py's BENCH_* "
+        "knobs; python=dev runs it in the development venv); repeatable; results in "
+        "out/variants/NAME/",
+    )
+    parser.add_argument(
+        "--variant-passes", type=int, default=1, help="resync periods measured per variant"
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="profile the operator's memory (out/tracemalloc.txt after each pass); "
         "its RSS is then not the operator's alone",
     )
     args = parser.parse_args(argv)
+    variants = dict(parse_variant(v) for v in args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
         "machine": machine(),
@@ -608,19 +625,77 @@ def main(argv: list[str] | None = None) -> int:
             f"{phase}/{reason}": count
             for (phase, reason), count in Counter(v[:2] for v in states(rest).values()).items()
         }
-        info["machine"]["load_average_at_end"] = os.getloadavg()
         write_raw(args.out, samples, series, metrics)
         info["measured"] = analyse(samples, series, args.objects, metrics)
+        info["goals"] = goals(info["measured"])
+        info["variants"] = {}
+        for name, env in variants.items():
+            info["variants"][name] = measure_variant(
+                kubeconfig, cp.workdir, args, name, env, python
+            )
+        info["machine"]["load_average_at_end"] = os.getloadavg()
     finally:
         if setup_op is not None:
             setup_op.stop()
         if node is not None:
             node.close()
         cp.stop()
-    info["goals"] = goals(info["measured"])
     (args.out / "result.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info["goals"], indent=1))
     return 0
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:VAR=VALUE,VAR=VALUE`` -> (NAME, {VAR: VALUE})."""
+    name, _, assignments = text.partition(":")
+    env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+    return name, env
+
+
+def measure_variant(
+    kubeconfig: Path,
+    workdir: Path,
+    args: argparse.Namespace,
+    name: str,
+    env: dict[str, str],
+    python: Path,
+) -> dict[str, Any]:
+    """The operator again, from a cold start on the same cluster, with ``env``."""
+    env = dict(env)
+    if env.pop("python", None) == "dev":
+        python = Path(sys.executable)
+    say(f"variant {name}: {env} with {python}")
+    samples, series, metrics = measure(
+        kubeconfig,
+        workdir,
+        args.objects,
+        args.resync,
+        args.variant_passes,
+        args.workers,
+        python,
+        name=f"variant-{name}",
+        env=env,
+    )
+    out = args.out / "variants" / name
+    out.mkdir(parents=True, exist_ok=True)
+    write_raw(out, samples, series, metrics)
+    measured = analyse(samples, series, args.objects, metrics)
+    result = {
+        "env": env,
+        "python": str(python),
+        "load_average": os.getloadavg(),
+        "measured": measured,
+        "goals": goals(measured),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return {k: v for k, v in result.items() if k != "measured"} | {
+        "passes": [
+            {k: p[k] for k in ("pass", "duration_seconds", "VmRSS", "VmHWM", "cpu_seconds")}
+            for p in measured["passes"]
+        ],
+        "peak_rss_mib": measured["peak_rss_mib"],
+        "initial_sync_seconds": measured["initial_sync_seconds"],
+    }
 
 
 def write_raw(
