@@ -12,6 +12,7 @@ Knobs for comparisons (``run.py --variant``):
 
 * ``BENCH_WATCH_SERVING_PODS=1`` watches serving pods again, as the operator did before
   ``kinds.child_selector`` left them out;
+* ``BENCH_LABELLED_GAUGES=1`` keeps six labelled Gauge objects per Deployment again;
 * ``BENCH_KOPF="queueing.idle_timeout=0.5;watching.chunk_size=100"`` overrides kopf settings
   after the operator's own start-up has set its own.
 
@@ -85,9 +86,34 @@ def _wrap() -> None:
         startup_names["child_selector"] = lambda rt: ",".join(
             f"{k}={v}" for k, v in MANAGED_SELECTOR.items()
         )
+    if os.environ.get("BENCH_LABELLED_GAUGES"):
+        _labelled_gauges(kinds_names)
     startup_names["reconcile"] = timed_reconcile
     kinds_names["observe_deployment"] = timed_observe
     kinds_names["reconcile_deployment"] = timed_decide
+
+
+def _labelled_gauges(kinds_names: dict[str, Any]) -> None:
+    """Keep, besides the operator's own, the six labelled Gauge objects per Deployment that
+    metrics.py had before DEPLOYMENT_GAUGES (on a registry nobody scrapes)."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from modelwerk.metrics import ROLLOUT_PHASES
+
+    registry = CollectorRegistry()
+    labels = ["namespace", "deployment"]
+    phase = Gauge("before_rollout_phase", "", [*labels, "phase"], registry=registry)
+    weight = Gauge("before_rollout_canary_weight", "", labels, registry=registry)
+    record = kinds_names["record_rollout"]
+
+    def labelled(dep: Any, plan: Any) -> None:
+        record(dep, plan)
+        ns, name = dep.metadata.namespace, dep.metadata.name
+        for p in ROLLOUT_PHASES:
+            phase.labels(ns, name, p).set(1 if plan.status.phase == p else 0)
+        weight.labels(ns, name).set(plan.status.actual_weight or 0)
+
+    kinds_names["record_rollout"] = labelled
 
 
 def _trace_memory(path: str) -> None:
