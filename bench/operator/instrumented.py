@@ -8,6 +8,14 @@ path wrapped, so their durations can be told apart:
 * ``observe``: ``observe_deployment`` (the API reads a Deployment decision needs);
 * ``decide``: ``reconcile_deployment``, the pure decision.
 
+Knobs for comparisons (``run.py --variant``):
+
+* ``BENCH_WATCH_SERVING_PODS=1`` watches serving pods again, as the operator did before
+  ``kinds.child_selector`` left them out;
+* ``BENCH_LABELLED_GAUGES=1`` keeps six labelled Gauge objects per Deployment again;
+* ``BENCH_KOPF="queueing.idle_timeout=0.5;watching.chunk_size=100"`` overrides kopf settings
+  after the operator's own start-up has set its own.
+
 Each duration is appended as one line to the file named by ``BENCH_SAMPLES``
 (``<monotonic time> <what> <kind> <name> <seconds>``); nothing is kept in memory, so the
 operator's memory measured by the benchmark is the operator's own.
@@ -17,6 +25,7 @@ operator's memory measured by the benchmark is the operator's own.
 
 from __future__ import annotations
 
+import ast
 import collections
 import ctypes
 import gc
@@ -28,6 +37,7 @@ import tracemalloc
 from typing import Any, TextIO
 
 import modelwerk.handlers  # noqa: F401  (registers the handlers, as `modelwerk run` does)
+from modelwerk.builders.labels import MANAGED_SELECTOR
 from modelwerk.handlers import kinds, startup
 from modelwerk.handlers.main import main
 
@@ -56,10 +66,10 @@ def _wrap() -> None:
         finally:
             _record(what, key.kind, key.name, time.perf_counter() - started)
 
-    async def timed_observe(kube: Any, dep: Any, now: Any) -> Any:
+    async def timed_observe(kube: Any, metrics: Any, dep: Any, now: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await observe(kube, dep, now)
+            return await observe(kube, metrics, dep, now)
         finally:
             _record("observe", "Deployment", dep.metadata.name, time.perf_counter() - started)
 
@@ -70,9 +80,40 @@ def _wrap() -> None:
         finally:
             _record("decide", "Deployment", dep.metadata.name, time.perf_counter() - started)
 
+    if os.environ.get("BENCH_WATCH_SERVING_PODS"):
+        # Before/after comparisons only: watch every managed pod, serving pods included, as
+        # the operator did before kinds.child_selector left them out.
+        startup_names["child_selector"] = lambda rt: ",".join(
+            f"{k}={v}" for k, v in MANAGED_SELECTOR.items()
+        )
+    if os.environ.get("BENCH_LABELLED_GAUGES"):
+        _labelled_gauges(kinds_names)
     startup_names["reconcile"] = timed_reconcile
     kinds_names["observe_deployment"] = timed_observe
     kinds_names["reconcile_deployment"] = timed_decide
+
+
+def _labelled_gauges(kinds_names: dict[str, Any]) -> None:
+    """Keep, besides the operator's own, the six labelled Gauge objects per Deployment that
+    metrics.py had before DEPLOYMENT_GAUGES (on a registry nobody scrapes)."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from modelwerk.metrics import ROLLOUT_PHASES
+
+    registry = CollectorRegistry()
+    labels = ["namespace", "deployment"]
+    phase = Gauge("before_rollout_phase", "", [*labels, "phase"], registry=registry)
+    weight = Gauge("before_rollout_canary_weight", "", labels, registry=registry)
+    record = kinds_names["record_rollout"]
+
+    def labelled(dep: Any, plan: Any) -> None:
+        record(dep, plan)
+        ns, name = dep.metadata.namespace, dep.metadata.name
+        for p in ROLLOUT_PHASES:
+            phase.labels(ns, name, p).set(1 if plan.status.phase == p else 0)
+        weight.labels(ns, name).set(plan.status.actual_weight or 0)
+
+    kinds_names["record_rollout"] = labelled
 
 
 def _trace_memory(path: str) -> None:
@@ -113,6 +154,19 @@ def _trim_on_signal() -> None:
     signal.signal(signal.SIGUSR2, trim)
 
 
+def _kopf_overrides(spec: str) -> None:
+    import kopf
+
+    overrides = [item.split("=", 1) for item in spec.split(";") if item]
+
+    @kopf.on.startup(id="bench-overrides")
+    async def _override(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Registered after the operator's own start-up handler, so kopf runs it afterwards.
+        for path, value in overrides:
+            section, name = path.split(".")
+            setattr(getattr(settings, section), name, ast.literal_eval(value))
+
+
 def run(argv: list[str]) -> int:
     global _sink
     path = os.environ.get("BENCH_SAMPLES")
@@ -122,6 +176,8 @@ def run(argv: list[str]) -> int:
         _trace_memory(trace)
     _trim_on_signal()
     _wrap()
+    if spec := os.environ.get("BENCH_KOPF"):
+        _kopf_overrides(spec)
     return main(argv)
 
 

@@ -33,6 +33,7 @@ import os
 import platform
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.operator.image_env import operator_python
 from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster import node as standin
 from tests.cluster import process
@@ -169,6 +171,7 @@ class Operator:
     kubeconfig: Path
     workdir: Path
     name: str
+    python: Path
     env: dict[str, str] = field(default_factory=dict)
     metrics_port: int = field(default_factory=free_port)
     proc: process.ManagedProcess | None = None
@@ -192,7 +195,7 @@ class Operator:
         self.started = time.monotonic()
         self.proc = process.ManagedProcess(
             f"operator-{self.name}",
-            [sys.executable, "-m", "bench.operator.instrumented"],
+            [str(self.python), "-m", "bench.operator.instrumented"],
             self.workdir / f"{self.name}.log",
             env=env,
             cwd=REPO_ROOT,
@@ -422,18 +425,23 @@ def measure(
     resync: float,
     passes: int,
     workers: int,
+    python: Path,
     trace: Path | None = None,
+    name: str = "measured",
+    env: dict[str, str] | None = None,
 ) -> tuple[list[Sample], list[dict[str, float]], str]:
     """A fresh operator until every Deployment was reconciled ``passes`` + 1 times (the initial
     sync, then ``passes`` resyncs); its process sampled every second."""
     op = Operator(
         kubeconfig,
         workdir,
-        "measured",
+        name,
+        python,
         env={
             "MODELWERK_RESYNC_SECONDS": str(resync),
             "MODELWERK_WORKERS": str(workers),
             **({"BENCH_TRACEMALLOC": str(trace)} if trace else {}),
+            **(env or {}),
         },
     )
     op.start()
@@ -547,12 +555,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="MODELWERK_WORKERS")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument(
+        "--dev-venv",
+        action="store_true",
+        help="run the operator with this interpreter (every extra installed) instead of a venv "
+        "with the operator image's packages (image_env.py)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE,...",
+        help="after the main measurement, measure a fresh operator on the same cluster with "
+        "these environment variables (MODELWERK_* settings or instrumented.py's BENCH_* "
+        "knobs; python=dev runs it in the development venv); repeatable; results in "
+        "out/variants/NAME/",
+    )
+    parser.add_argument(
+        "--variant-passes", type=int, default=1, help="resync periods measured per variant"
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="profile the operator's memory (out/tracemalloc.txt after each pass); "
         "its RSS is then not the operator's alone",
     )
     args = parser.parse_args(argv)
+    variants = dict(parse_variant(v) for v in args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {
         "machine": machine(),
@@ -560,6 +588,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     objects = plan_objects(args.objects)
     info["mix"] = dict(Counter(objects.values()))
+    python = Path(sys.executable) if args.dev_venv else operator_python(say)
+    info["operator_python"] = {
+        "executable": str(python),
+        "packages": subprocess.run(
+            [str(python), "-m", "pip", "freeze"], check=True, capture_output=True, text=True
+        ).stdout.split(),
+    }
     binaries = ensure_binaries(progress=say)
     # A /16 for Services: 1,000 Deployments have about 1,600 of them (the tests' /24 has 254).
     cp = ControlPlane(binaries, service_cidr="10.0.0.0/16", progress=say)
@@ -568,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_op: Operator | None = None
     try:
         rest, node, kubeconfig = setup_cluster(cp, cp.workdir)
-        setup_op = Operator(kubeconfig, cp.workdir, "setup")
+        setup_op = Operator(kubeconfig, cp.workdir, "setup", python)
         setup_op.start()
         info["setup"] = populate(rest, node, objects, args.versions)
         setup_op.stop()
@@ -583,25 +618,84 @@ def main(argv: list[str] | None = None) -> int:
             args.resync,
             args.passes,
             args.workers,
+            python,
             (args.out / "tracemalloc.txt").resolve() if args.tracemalloc else None,
         )
         info["final_states"] = {
             f"{phase}/{reason}": count
             for (phase, reason), count in Counter(v[:2] for v in states(rest).values()).items()
         }
-        info["machine"]["load_average_at_end"] = os.getloadavg()
         write_raw(args.out, samples, series, metrics)
         info["measured"] = analyse(samples, series, args.objects, metrics)
+        info["goals"] = goals(info["measured"])
+        info["variants"] = {}
+        for name, env in variants.items():
+            info["variants"][name] = measure_variant(
+                kubeconfig, cp.workdir, args, name, env, python
+            )
+        info["machine"]["load_average_at_end"] = os.getloadavg()
     finally:
         if setup_op is not None:
             setup_op.stop()
         if node is not None:
             node.close()
         cp.stop()
-    info["goals"] = goals(info["measured"])
     (args.out / "result.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info["goals"], indent=1))
     return 0
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:VAR=VALUE,VAR=VALUE`` -> (NAME, {VAR: VALUE})."""
+    name, _, assignments = text.partition(":")
+    env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+    return name, env
+
+
+def measure_variant(
+    kubeconfig: Path,
+    workdir: Path,
+    args: argparse.Namespace,
+    name: str,
+    env: dict[str, str],
+    python: Path,
+) -> dict[str, Any]:
+    """The operator again, from a cold start on the same cluster, with ``env``."""
+    env = dict(env)
+    if env.pop("python", None) == "dev":
+        python = Path(sys.executable)
+    say(f"variant {name}: {env} with {python}")
+    samples, series, metrics = measure(
+        kubeconfig,
+        workdir,
+        args.objects,
+        args.resync,
+        args.variant_passes,
+        args.workers,
+        python,
+        name=f"variant-{name}",
+        env=env,
+    )
+    out = args.out / "variants" / name
+    out.mkdir(parents=True, exist_ok=True)
+    write_raw(out, samples, series, metrics)
+    measured = analyse(samples, series, args.objects, metrics)
+    result = {
+        "env": env,
+        "python": str(python),
+        "load_average": os.getloadavg(),
+        "measured": measured,
+        "goals": goals(measured),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return {k: v for k, v in result.items() if k != "measured"} | {
+        "passes": [
+            {k: p[k] for k in ("pass", "duration_seconds", "VmRSS", "VmHWM", "cpu_seconds")}
+            for p in measured["passes"]
+        ],
+        "peak_rss_mib": measured["peak_rss_mib"],
+        "initial_sync_seconds": measured["initial_sync_seconds"],
+    }
 
 
 def write_raw(

@@ -18,7 +18,10 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELWERK_", use_attribute_docstrings=True)
 
     kubeconfig: str | None = None
-    """Kubeconfig file to use; default: in-cluster credentials, else ~/.kube/config."""
+    """Kubeconfig file to use; default: in-cluster credentials, else $KUBECONFIG, else
+    ~/.kube/config."""
+    kube_context: str | None = None
+    """Context of the kubeconfig to use; default: its current-context."""
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch (JSON list or comma-free single name); empty means all."""
     identity: str = Field(default_factory=socket.gethostname)

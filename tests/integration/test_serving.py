@@ -105,3 +105,39 @@ def test_a_tampered_artifact_never_becomes_ready(
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "HashMismatch")
     assert "the artifact was altered" in ready["message"]
+
+
+def test_a_serving_pods_readiness_reaches_the_status_through_its_apps_deployment(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
+) -> None:
+    """The operator does not watch serving pods (handlers.kinds.child_selector): a change of
+    their readiness wakes the owner through the apps/v1 Deployment's status. Without that
+    wake-up the status would only follow at the next resync, minutes later."""
+    node.auto(namespace, "app.kubernetes.io/component=verification", mode="run")
+    serving = node.auto(namespace, "app.kubernetes.io/component=server", mode="ready")
+    verified_version(admin_rest, node, namespace, 1)
+    admin_rest.create(
+        f"{GROUP}/namespaces/{namespace}/deployments",
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "Deployment",
+            "metadata": {"name": "iris"},
+            "spec": {"modelVersion": "iris-classifier-v1", "replicas": 2},
+        },
+    )
+    url = f"{GROUP}/namespaces/{namespace}/deployments/iris"
+
+    def ready_replicas(n: int) -> bool:
+        status = admin_rest.get(url).get("status", {})
+        return status.get("phase") == "Healthy" and status.get("readyReplicas") == n
+
+    wait_until(lambda: ready_replicas(2), timeout=90, what="2 ready replicas")
+    serving.stop()  # from here on the test alone changes the pods
+    pods = admin_rest.get(
+        f"/api/v1/namespaces/{namespace}/pods", labelSelector="modelwerk.dev/deployment=iris"
+    )["items"]
+    name = pods[0]["metadata"]["name"]
+    node.mark_running(namespace, name, ready=False)
+    wait_until(lambda: ready_replicas(1), timeout=60, what="the lost readiness in the status")
+    node.mark_running(namespace, name, ready=True)
+    wait_until(lambda: ready_replicas(2), timeout=60, what="the readiness back in the status")

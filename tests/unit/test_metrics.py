@@ -106,3 +106,24 @@ def test_rollout_metrics_follow_the_deployment_decisions() -> None:
     )
     forget_deployment("ns", "iris")
     assert REGISTRY.get_sample_value("modelwerk_rollout_phase", {**ns, "phase": "Aborted"}) is None
+
+
+def test_per_deployment_gauges_are_exposed_and_forgotten_with_the_deployment() -> None:
+    from prometheus_client import generate_latest
+
+    from modelwerk.metrics import DEPLOYMENT_GAUGES, forget_deployment
+
+    DEPLOYMENT_GAUGES.record("gauges", "a", "Paused", 50, 0.3)
+    DEPLOYMENT_GAUGES.record("gauges", "a", "Healthy", 0, None)  # no new drift reading
+    DEPLOYMENT_GAUGES.record("gauges", "b", None, 0, None)  # not decided yet: no phase is 1
+    text = generate_latest(REGISTRY).decode()
+    a, b = 'deployment="a",namespace="gauges"', 'deployment="b",namespace="gauges"'
+    assert f'modelwerk_rollout_phase{{{a},phase="Healthy"}} 1.0' in text
+    assert f'modelwerk_rollout_phase{{{a},phase="Paused"}} 0.0' in text
+    assert f"modelwerk_rollout_canary_weight{{{a}}} 0.0" in text
+    assert f"modelwerk_deployment_drift_score{{{a}}} 0.3" in text  # the last reading stays
+    assert text.count(f"modelwerk_rollout_phase{{{b},") == 5
+    assert f'modelwerk_rollout_phase{{{b},phase="Healthy"}} 0.0' in text
+    forget_deployment("gauges", "a")
+    forget_deployment("gauges", "b")
+    assert 'namespace="gauges"' not in generate_latest(REGISTRY).decode()

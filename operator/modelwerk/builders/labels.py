@@ -16,6 +16,7 @@ MANAGED_BY = "modelwerk"
 OWNER_KIND = "modelwerk.dev/owner-kind"
 OWNER_NAME = "modelwerk.dev/owner-name"
 MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
+COMPONENT = "app.kubernetes.io/component"
 
 
 def managed_labels(**extra: str) -> dict[str, str]:
@@ -32,7 +33,7 @@ def child_labels(owner: Resource, component: str, **extra: str) -> dict[str, str
         **{
             "app.kubernetes.io/name": "modelwerk",
             "app.kubernetes.io/instance": owner.metadata.name,
-            "app.kubernetes.io/component": component,
+            COMPONENT: component,
             OWNER_KIND: owner.crd.kind,
             OWNER_NAME: owner.metadata.name,
             **extra,

@@ -29,6 +29,8 @@ DEPLOYMENT_LABEL = "modelwerk.dev/deployment"
 TRACK_LABEL = "modelwerk.dev/track"
 VERSION_LABEL = "modelwerk.dev/model-version"
 SERVER_PORT = 8080
+SERVER_COMPONENT = "server"
+"""``app.kubernetes.io/component`` of the serving pods."""
 
 DEFAULT_SERVER_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
@@ -103,7 +105,7 @@ def build_track(
     meta = dep.metadata
     labels = child_labels(
         dep,
-        "server",
+        SERVER_COMPONENT,
         **{DEPLOYMENT_LABEL: meta.name, TRACK_LABEL: track, VERSION_LABEL: mv.metadata.name},
     )
     claim = artifact_claim(mv.spec.artifact.uri)

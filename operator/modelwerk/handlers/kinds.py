@@ -16,7 +16,8 @@ import kopf
 from modelwerk.api import GROUP, VERSION
 from modelwerk.api.base import Resource
 from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
-from modelwerk.builders.labels import MANAGED_SELECTOR, OWNER_KIND, OWNER_NAME
+from modelwerk.builders.labels import COMPONENT, MANAGED_SELECTOR, OWNER_KIND, OWNER_NAME
+from modelwerk.builders.serving import SERVER_COMPONENT
 from modelwerk.builders.workload import WorkloadConfig
 from modelwerk.handlers.context import Context
 from modelwerk.handlers.reconcile import Key, KindReconciler
@@ -136,6 +137,22 @@ CHILD_RESOURCES = [
     resources.APPS_DEPLOYMENTS,
     resources.SERVICES,
 ]
+
+
+def child_selector(rt: resources.ResourceType) -> str:
+    """The label selector the API server applies to a child watch.
+
+    Only what the operator manages; and of the pods only those of Jobs, whose termination
+    messages carry the results the decisions read. A serving pod's readiness reaches its owner
+    through its apps/v1 Deployment, whose status (ready, available, updated replicas) is what
+    the decision reads, so an event of the pod itself would only cost a reconcile more, and
+    the pods held in the watch are a quarter of all watched objects with 1,000 Deployments
+    (bench/operator/results.md). Metrics scraping lists the pods it needs when it needs them.
+    """
+    selector = ",".join(f"{k}={v}" for k, v in MANAGED_SELECTOR.items())
+    if rt == resources.PODS:
+        selector += f",{COMPONENT}!={SERVER_COMPONENT}"
+    return selector
 
 
 def _register_child(rt: resources.ResourceType) -> None:

@@ -2,6 +2,6 @@
 
 import sys
 
-from modelwerk.plugin.cli import main
+from modelwerk.plugin.entry import main
 
 sys.exit(main())

@@ -83,6 +83,10 @@ def families(registry: CollectorRegistry) -> dict[str, tuple[str, frozenset[str]
     # prometheus_client has no public accessor for a collector's label names; these attributes
     # have been stable since 0.4. A rename makes this raise, never pass silently.
     for collector in list(registry._collector_to_names):
+        if not hasattr(collector, "_name"):  # a custom collector: its families describe it
+            for family in collector.describe():  # type: ignore[attr-defined]
+                found[family.name] = (family.type, frozenset(family._labelnames))
+            continue
         name, type_ = collector._name, collector._type  # type: ignore[attr-defined]
         found[name] = (type_, frozenset(collector._labelnames))  # type: ignore[attr-defined]
     return found

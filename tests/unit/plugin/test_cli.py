@@ -135,3 +135,20 @@ def test_the_console_script_is_installed_as_a_kubectl_plugin() -> None:
     ):
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         assert out.strip() == "kubectl-modelwerk 0.1.0"
+
+
+def test_without_the_kubernetes_package_the_plugin_says_what_to_install() -> None:
+    # The operator's install leaves the package out; `None` in sys.modules makes the import
+    # fail as it would then.
+    code = (
+        "import sys\n"
+        "sys.modules['kubernetes'] = None\n"
+        "from modelwerk.plugin.entry import main\n"
+        "sys.exit(main())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, "list"], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr == (
+        "error: kubectl-modelwerk needs the kubernetes package, which this installation of "
+        "modelwerk lacks; install it with: pip install 'modelwerk[plugin]'\n"
+    )
