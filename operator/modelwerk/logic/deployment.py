@@ -213,10 +213,12 @@ class _Route:
     ) -> tuple[tuple[ObjectKey, dict[str, Any]], ...]:
         if self.body is None or self.problem:
             return ()
-        state = decision.state
-        weight = (state.canary_weight or 0) if state.canary_version else 0
         patch, _ = route_patch(
-            self.body, dep.metadata.name, canary_service_name(dep), dep.spec.service.port, weight
+            self.body,
+            dep.metadata.name,
+            canary_service_name(dep),
+            dep.spec.service.port,
+            decision.weight if decision.state.canary_version else 0,
         )
         if patch is None:
             return ()
@@ -264,7 +266,7 @@ def _actual_weight(
         return None
     routing = dep.spec.traffic_routing
     if routing is not None and routing.http_route is not None:
-        return state.canary_weight or 0
+        return decision.weight
     if not decision.split:
         return 0
     idle, active = tracks.get(other(state.active_color)), tracks.get(state.active_color)

@@ -123,6 +123,9 @@ class Decision:
     """Desired color tracks; None deletes the track, a missing color is left alone."""
     split: bool = False
     """The stable Service selects both colors (canary traffic split by replica ratio)."""
+    weight: int = 0
+    """The share of traffic the new version is given now: the step's weight once its pods
+    are Ready, 0 until then (also for an HTTPRoute's backend weights)."""
     phase: str = "Progressing"
     ready: ConditionStatus = "False"
     reason: str = "RollingOut"
@@ -521,7 +524,7 @@ class _Machine:
         s.scale_down_time = None
         self.d.colors[self.active] = Want(s.stable_version or version, self.n)
         self.d.colors[self.idle] = None
-        self.d.split = False
+        self.d.split, self.d.weight = False, 0
         return self.say("Aborted", reason, message, progressing="False", degraded="True")
 
     def switch(self, outcome: Outcome, message: str) -> Decision:
@@ -545,7 +548,7 @@ class _Machine:
         else:
             s.scale_down_time = None
             self.d.colors[old] = None
-        self.d.split = False
+        self.d.split, self.d.weight = False, 0
         return self.healthy()
 
     # -- strategies -------------------------------------------------------------------------
@@ -609,7 +612,13 @@ class _Machine:
             canary_pods, stable_pods = self.pods_for(weight, exact=exact)
             self.d.colors[self.active] = Want(stable, stable_pods)
             self.d.colors[self.idle] = Want(target, canary_pods)
-            self.d.split = not exact and weight > 0
+            # A canary track that is (again) starting up gets no traffic until a pod is Ready,
+            # whatever weight the rollout had reached, e.g. when a paused rollout's target
+            # comes back after another version had been asked for meanwhile.
+            track = self.track(self.idle)
+            up = track is not None and track.version == target and track.ready > 0
+            self.d.weight = weight if up else 0
+            self.d.split = not exact and self.d.weight > 0
             if (paused := self.frozen(target)) is not None:
                 return paused
             if exact and self.inp.route_problem:
