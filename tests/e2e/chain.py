@@ -83,3 +83,12 @@ def serving_versions(kubectl: Kubectl, namespace: str) -> set[str]:
         for p in pods
         if not p["metadata"].get("deletionTimestamp")
     }
+
+
+def wait_only(kubectl: Kubectl, namespace: str, version: str, what: str) -> None:
+    """Wait until every serving pod left runs ``version``."""
+    wait_for(
+        lambda: serving_versions(kubectl, namespace) == {version},
+        timeout=SERVE_TIMEOUT,
+        what=what,
+    )

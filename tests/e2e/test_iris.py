@@ -19,11 +19,11 @@ from tests.e2e.chain import (
     SERVE_TIMEOUT,
     deployment,
     sample,
-    serving_versions,
     stable_url,
     status,
     train,
     wait_deployment,
+    wait_only,
     wait_registered,
 )
 from tests.e2e.kubectl import JSON, Kubectl, condition, wait_for
@@ -177,11 +177,7 @@ def test_canary_splits_traffic_through_the_stable_service_then_promotes(
             and s.get("phase") == "Healthy"
         ),
     )
-    wait_for(
-        lambda: serving_versions(kubectl, namespace) == {v2},
-        timeout=SERVE_TIMEOUT,
-        what="only v2 pods to serve",
-    )
+    wait_only(kubectl, namespace, v2, "only v2 pods to serve")
     after = traffic.send(kubectl, namespace, stable_url(kubectl, namespace), 40)
     assert after.versions == {v2: 40}, after
     state["v2"] = v2
@@ -237,11 +233,7 @@ def test_a_canary_whose_analysis_fails_is_rolled_back(kubectl: Kubectl, namespac
     assert (st.get("history") or [{}])[0].get("outcome") in ("Aborted", "RolledBack"), st.get(
         "history"
     )
-    wait_for(
-        lambda: serving_versions(kubectl, namespace) == {v2},
-        timeout=SERVE_TIMEOUT,
-        what="the v3 canary pods to be gone",
-    )
+    wait_only(kubectl, namespace, v2, "the v3 canary pods to be gone")
     result = traffic.send(kubectl, namespace, stable_url(kubectl, namespace), 40)
     assert result.versions == {v2: 40}, result
 

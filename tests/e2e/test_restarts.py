@@ -26,12 +26,11 @@ from tests.e2e.chain import (
     DEPLOYMENT,
     JOB_TIMEOUT,
     MODEL,
-    SERVE_TIMEOUT,
     sample,
-    serving_versions,
     stable_url,
     status,
     wait_deployment,
+    wait_only,
     wait_registered,
 )
 from tests.e2e.kubectl import JSON, Kubectl, wait_for
@@ -120,6 +119,13 @@ def command(kubectl: Kubectl, namespace: str, verb: str) -> None:
         "annotate", MODELWERK_DEPLOYMENT, DEPLOYMENT, f"--namespace={namespace}", "--overwrite",
         f"modelwerk.dev/command={verb}@{verb}-{time.monotonic_ns()}",
     )  # fmt: skip
+
+
+def serves_only(kubectl: Kubectl, namespace: str, version: str) -> None:
+    """Settled on ``version``: only its pods, all requests answered by it, no stray child."""
+    wait_only(kubectl, namespace, version, f"only {version} pods to serve")
+    assert send(kubectl, namespace, stable_url(kubectl, namespace), 30) == {version: 30}
+    assert_children(kubectl, namespace)
 
 
 def assert_children(kubectl: Kubectl, namespace: str) -> None:
@@ -236,13 +242,7 @@ def test_blue_green_survives_the_operator_killed_while_waiting_and_during_scale_
         kubectl, namespace, "v1 scaled down after the delay",
         lambda s: s.get("phase") == "Healthy" and not s.get("scaleDownTime"),
     )  # fmt: skip
-    wait_for(
-        lambda: serving_versions(kubectl, namespace) == {v2},
-        timeout=SERVE_TIMEOUT,
-        what="only v2 pods to serve",
-    )
-    assert send(kubectl, namespace, stable_url(kubectl, namespace), 30) == {v2: 30}
-    assert_children(kubectl, namespace)
+    serves_only(kubectl, namespace, v2)
     state["v2"] = v2
 
 
@@ -281,13 +281,7 @@ def test_a_canary_survives_the_operator_killed_at_its_weight_and_in_its_pause(
     record = done["status"]["history"][0]
     assert record["version"] == v1 and record["outcome"] == "Promoted", record
     print(f"  pause started {paused_at}, promoted: {record}")
-    wait_for(
-        lambda: serving_versions(kubectl, namespace) == {v1},
-        timeout=SERVE_TIMEOUT,
-        what="only v1 pods to serve",
-    )
-    assert send(kubectl, namespace, stable_url(kubectl, namespace), 30) == {v1: 30}
-    assert_children(kubectl, namespace)
+    serves_only(kubectl, namespace, v1)
     state["canary"] = v1
 
 
@@ -330,11 +324,7 @@ def test_an_analysis_failing_across_an_operator_restart_still_rolls_back(
         kubectl.delete("pod", load, namespace)
     st = aborted["status"]
     assert (st["stableVersion"], st.get("abortedVersion")) == (v1, v2), st
-    wait_for(
-        lambda: serving_versions(kubectl, namespace) == {v1},
-        timeout=SERVE_TIMEOUT,
-        what="the aborted v2 pods to be gone",
-    )
+    wait_only(kubectl, namespace, v1, "the aborted v2 pods to be gone")
     # A restart right after the abort must not bring the aborted version back.
     failover.kill_leader(kubectl)
     kills.append("after the abort")
