@@ -23,13 +23,13 @@ import argparse
 import json
 import platform
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.operator import population
+from bench.operator.stats import distribution
 from tests.unit.logic.conftest import WORKLOAD
 
 from modelwerk.api.v1alpha1 import Deployment, ModelVersion
@@ -81,13 +81,6 @@ def time_case(case: population.Case, version_bodies: list[dict[str, Any]]) -> di
     }
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (no interpolation: p99 of 5,000 samples is the 4,950th)."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 def summarize(samples: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """kind (and "all") -> part -> {n, mean, p50, p90, p99, max} in milliseconds."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -95,17 +88,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, fl
         rows = [s for s in samples if kind in ("all", s["kind"])]
         if not rows:
             continue
-        out[kind] = {}
-        for part in PARTS:
-            ms = [r[part] / 1e6 for r in rows]
-            out[kind][part] = {
-                "n": len(ms),
-                "mean": statistics.fmean(ms),
-                "p50": percentile(ms, 50),
-                "p90": percentile(ms, 90),
-                "p99": percentile(ms, 99),
-                "max": max(ms),
-            }
+        out[kind] = {part: distribution([r[part] / 1e6 for r in rows]) for part in PARTS}
     return out
 
 

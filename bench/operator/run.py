@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.operator.image_env import operator_python
+from bench.operator.stats import distribution
 from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster import node as standin
 from tests.cluster import process
@@ -250,28 +250,6 @@ def _parse(line: str) -> Sample:
 
 
 # -- figures -------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def distribution(values: list[float]) -> dict[str, float]:
-    """n, mean, p50, p90, p99, max; durations in milliseconds."""
-    if not values:
-        return {"n": 0}
-    ms = [v * 1000 for v in values]
-    return {
-        "n": len(ms),
-        "mean": statistics.fmean(ms),
-        "p50": percentile(ms, 50),
-        "p90": percentile(ms, 90),
-        "p99": percentile(ms, 99),
-        "max": max(ms),
-    }
 
 
 def histogram_quantiles(text: str, name: str, kind: str) -> dict[str, Any]:
@@ -521,7 +499,7 @@ def analyse(
                 "VmRSS": point["VmRSS"],
                 "VmHWM": point["VmHWM"],
                 "cpu_seconds": point["cpu_seconds"],
-                **{what: distribution(v) for what, v in by_what.items()},
+                **{what: distribution([x * 1000 for x in v]) for what, v in by_what.items()},
             }
         )
     after_sync = [s for s in samples if s[0] > ends[0] and s[2] == "Deployment"]
@@ -530,7 +508,7 @@ def analyse(
         "initial_sync_seconds": ends[0],
         "passes": passes,
         "resyncs": {
-            what: distribution([s[4] for s in after_sync if s[1] == what])
+            what: distribution([s[4] * 1000 for s in after_sync if s[1] == what])
             for what in ("reconcile", "observe", "decide")
         },
         # Reconciles cancelled when the operator is stopped at the end are not errors.
