@@ -26,6 +26,7 @@ import aiohttp
 from modelwerk import __version__
 from modelwerk.kube.credentials import Credentials
 from modelwerk.kube.resources import ResourceType, resource_of
+from modelwerk.kube.session import LazySession
 from modelwerk.metrics import API_RETRIES
 
 FIELD_MANAGER = "modelwerk-operator"
@@ -63,19 +64,13 @@ class Kube:
         self.fence: Callable[[], bool] | None = None
         """Asked before every write; writes are refused (``NotLeader``) while it says False."""
         self._credentials = credentials
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazySession(
+            lambda: aiohttp.TCPConnector(ssl=credentials.ssl_context(), limit=32),
+            aiohttp.ClientTimeout(total=timeout),
+        )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self._credentials.ssl_context(), limit=32)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
+        await self._session.close()
 
     async def request(
         self,
@@ -104,7 +99,7 @@ class Kube:
         for attempt in range(1, _ATTEMPTS + 1):
             if fenced and method not in _READS and self.fence is not None and not self.fence():
                 raise NotLeader(f"{method} {path}: this replica is not the leader")
-            async with self._session_now().request(
+            async with self._session.get().request(
                 method, self._credentials.server + path, params=params, data=data, headers=headers
             ) as response:
                 text = await response.text()

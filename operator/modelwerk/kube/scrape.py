@@ -21,6 +21,7 @@ import aiohttp
 
 from modelwerk.api.v1alpha1.deployment import MetricSample
 from modelwerk.builders.labels import child_name
+from modelwerk.kube.session import LazySession
 from modelwerk.logic import measure
 from modelwerk.logic.rollout import COLORS
 
@@ -42,20 +43,12 @@ class MetricsReader:
     def __init__(self, *, pod_timeout: float = 2.0, prometheus_timeout: float = 10.0) -> None:
         self._pod_timeout = aiohttp.ClientTimeout(total=pod_timeout)
         self._prometheus_timeout = aiohttp.ClientTimeout(total=prometheus_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        # Pods change IPs all the time: no DNS cache to speak of, no keep-alive to a pod that
+        # may be gone by the next sample.
+        self._session = LazySession(lambda: aiohttp.TCPConnector(limit=32, force_close=True))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Pods change IPs all the time: no DNS cache to speak of, no keep-alive to a pod
-            # that may be gone by the next sample.
-            connector = aiohttp.TCPConnector(limit=32, force_close=True)
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
+        await self._session.close()
 
     # ------------------------------------------------------------------ pods
     async def sample_pods(self, targets: list[tuple[str, int]], now: datetime) -> MetricSample:
@@ -74,7 +67,7 @@ class MetricsReader:
         host = f"[{ip}]" if ":" in ip else ip
         url = f"http://{host}:{port}/metrics"
         try:
-            async with self._session_now().get(
+            async with self._session.get().get(
                 url, timeout=self._pod_timeout, headers={"Accept": "text/plain"}
             ) as response:
                 if response.status != 200:
@@ -145,7 +138,7 @@ class MetricsReader:
         endpoint = url.rstrip("/") + "/api/v1/query"
         params = {"query": query, "time": f"{now.timestamp():.3f}"}
         try:
-            async with self._session_now().get(
+            async with self._session.get().get(
                 endpoint, params=params, timeout=self._prometheus_timeout
             ) as response:
                 text = await response.text()
