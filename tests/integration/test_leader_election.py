@@ -159,6 +159,15 @@ def test_exactly_one_replica_leads_and_the_standby_writes_nothing(
     assert holder(admin_rest).startswith(f"{leader.name}_")
 
 
+def leader_then_standby(replicas: Callable[[str], Replica]) -> tuple[Replica, Replica]:
+    """replica-a started and leading, then replica-b started and standing by."""
+    a = replicas("replica-a")
+    wait_until(lambda: leading(a), timeout=60, what="replica-a to lead")
+    b = replicas("replica-b")
+    wait_until(lambda: b.metrics().get("modelwerk_leader") == 0, what="replica-b to stand by")
+    return a, b
+
+
 def test_a_crashed_leader_is_replaced_within_the_lease_duration(
     control_plane: ControlPlane,
     admin_rest: Rest,
@@ -166,10 +175,7 @@ def test_a_crashed_leader_is_replaced_within_the_lease_duration(
     replicas: Callable[[str], Replica],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    a = replicas("replica-a")
-    wait_until(lambda: leading(a), timeout=60, what="replica-a to lead")
-    b = replicas("replica-b")
-    wait_until(lambda: b.metrics().get("modelwerk_leader") == 0, what="replica-b to stand by")
+    a, b = leader_then_standby(replicas)
     transitions = admin_rest.get(LEASE)["spec"]["leaseTransitions"]
 
     a.kill()  # no cleanup, no release: the Lease has to expire
@@ -197,10 +203,7 @@ def test_a_graceful_shutdown_hands_over_at_the_next_round(
     replicas: Callable[[str], Replica],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    a = replicas("replica-a")
-    wait_until(lambda: leading(a), timeout=60, what="replica-a to lead")
-    b = replicas("replica-b")
-    wait_until(lambda: b.metrics().get("modelwerk_leader") == 0, what="replica-b to stand by")
+    a, b = leader_then_standby(replicas)
 
     stopping = time.monotonic()
     assert a.terminate() == 0  # SIGTERM, as the kubelet sends on a rolling update
@@ -228,10 +231,7 @@ def test_a_leader_cut_off_past_its_lease_never_acts_again(
     """The hard case: the leader is frozen mid-flight (SIGSTOP, like a long GC pause or a
     partition), the standby takes over, and the old leader resumes with work queued and
     timers due. Its renew deadline has passed, so it must not write a thing."""
-    a = replicas("replica-a")
-    wait_until(lambda: leading(a), timeout=60, what="replica-a to lead")
-    b = replicas("replica-b")
-    wait_until(lambda: b.metrics().get("modelwerk_leader") == 0, what="replica-b to stand by")
+    a, b = leader_then_standby(replicas)
     dataset(admin_rest, namespace, "before")
     wait_until(lambda: reconciled(admin_rest, namespace, "before"), what="reconciled by a")
 
@@ -272,10 +272,7 @@ def test_a_leader_that_cannot_renew_stops_while_its_lease_is_still_valid(
     """The leader keeps running but its renewals fail (here: its Lease permissions are
     revoked). It must stop acting at its renew deadline, while the Lease it last wrote is
     still valid for everyone else, so no one can have taken over yet."""
-    a = replicas("replica-a")
-    wait_until(lambda: leading(a), timeout=60, what="replica-a to lead")
-    b = replicas("replica-b")
-    wait_until(lambda: b.metrics().get("modelwerk_leader") == 0, what="replica-b to stand by")
+    a, b = leader_then_standby(replicas)
     binding = admin_rest.get(ROLE_BINDING)
     admin_rest.delete(ROLE_BINDING)
     try:
