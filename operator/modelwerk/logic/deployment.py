@@ -189,7 +189,9 @@ def _children(
         return apply, delete
     active = state.active_color
     rolling = state.canary_version is not None
-    apply.append(build_service(dep, meta.name, None if decision.split else active, public=True))
+    apply.append(
+        build_service(dep, meta.name, None if _split(dep, decision) else active, public=True)
+    )
     side = other(active) if rolling else active
     wanted = {
         preview_service_name(dep): dep.spec.strategy.blue_green is not None,
@@ -257,6 +259,13 @@ def _endpoints(dep: Deployment) -> Endpoints:
     )
 
 
+def _split(dep: Deployment, decision: Decision) -> bool:
+    """The stable Service selects both colors: without an HTTPRoute, the canary's share of the
+    traffic comes from the replica ratio."""
+    routing = dep.spec.traffic_routing
+    return decision.weight > 0 and (routing is None or routing.http_route is None)
+
+
 def _actual_weight(
     dep: Deployment, decision: Decision, tracks: dict[str, TrackState]
 ) -> int | None:
@@ -267,7 +276,7 @@ def _actual_weight(
     routing = dep.spec.traffic_routing
     if routing is not None and routing.http_route is not None:
         return decision.weight
-    if not decision.split:
+    if decision.weight == 0:
         return 0
     idle, active = tracks.get(other(state.active_color)), tracks.get(state.active_color)
     new = idle.ready if idle and idle.version == state.canary_version else 0

@@ -121,11 +121,10 @@ class Decision:
     state: State
     colors: dict[Color, Want | None] = field(default_factory=dict)
     """Desired color tracks; None deletes the track, a missing color is left alone."""
-    split: bool = False
-    """The stable Service selects both colors (canary traffic split by replica ratio)."""
     weight: int = 0
     """The share of traffic the new version is given now: the step's weight once its pods
-    are Ready, 0 until then (also for an HTTPRoute's backend weights)."""
+    are Ready, 0 until then. Without an HTTPRoute the stable Service then selects both colors
+    and the replica ratio makes the split; with one, it carries this as backend weights."""
     phase: str = "Progressing"
     ready: ConditionStatus = "False"
     reason: str = "RollingOut"
@@ -524,7 +523,7 @@ class _Machine:
         s.scale_down_time = None
         self.d.colors[self.active] = Want(s.stable_version or version, self.n)
         self.d.colors[self.idle] = None
-        self.d.split, self.d.weight = False, 0
+        self.d.weight = 0
         return self.say("Aborted", reason, message, progressing="False", degraded="True")
 
     def switch(self, outcome: Outcome, message: str) -> Decision:
@@ -548,7 +547,7 @@ class _Machine:
         else:
             s.scale_down_time = None
             self.d.colors[old] = None
-        self.d.split, self.d.weight = False, 0
+        self.d.weight = 0
         return self.healthy()
 
     # -- strategies -------------------------------------------------------------------------
@@ -618,7 +617,6 @@ class _Machine:
             track = self.track(self.idle)
             up = track is not None and track.version == target and track.ready > 0
             self.d.weight = weight if up else 0
-            self.d.split = not exact and self.d.weight > 0
             if (paused := self.frozen(target)) is not None:
                 return paused
             if exact and self.inp.route_problem:
