@@ -69,20 +69,26 @@ def _register_again(rest: Rest, namespace: str) -> None:
     )
 
 
-def _pod_ips(rest: Rest, namespace: str, color: str) -> list[str]:
+def _serving(pod: dict[str, Any] | None) -> bool:
+    """Ready and not terminating: what a Service's endpoints send requests to."""
+    return (
+        pod is not None
+        and not pod["metadata"].get("deletionTimestamp")
+        and bool(pod.get("status", {}).get("podIP"))
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod["status"].get("conditions", [])
+        )
+    )
+
+
+def _pod_ips(rest: Rest, namespace: str, color: str) -> list[tuple[str, str]]:
+    """(name, IP) of the serving pods of ``color``."""
     pods = rest.get(
         f"/api/v1/namespaces/{namespace}/pods",
         labelSelector=f"modelwerk.dev/deployment=iris,modelwerk.dev/track={color}",
     )["items"]
-    return [
-        p["status"]["podIP"]
-        for p in pods
-        if p.get("status", {}).get("podIP")
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in p["status"].get("conditions", [])
-        )
-    ]
+    return [(p["metadata"]["name"], p["status"]["podIP"]) for p in pods if _serving(p)]
 
 
 def _infer(ip: str, row: list[float]) -> int:
@@ -111,11 +117,16 @@ def _traffic(rest: Rest, namespace: str, color: str, row: list[float]) -> Iterat
 
     def send() -> None:
         while not stop.is_set():
-            for ip in _pod_ips(rest, namespace, color):
+            for name, ip in _pod_ips(rest, namespace, color):
                 try:
                     codes.append(_infer(ip, row))
                 except OSError:
-                    codes.append(0)
+                    # A pod deleted between the listing and the request (its server stops at
+                    # once here) is one a Service would no longer send to; any other pod that
+                    # does not answer is a failure.
+                    pod = rest.get_or_none(f"/api/v1/namespaces/{namespace}/pods/{name}")
+                    if _serving(pod):
+                        codes.append(0)
             stop.wait(0.02)
 
     thread = threading.Thread(target=send, daemon=True)
