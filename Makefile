@@ -7,7 +7,7 @@ OPERATOR_IMAGE ?= modelwerk/operator:$(VERSION)
 RUNTIME_IMAGE ?= modelwerk/runtime:$(VERSION)
 KIND_CLUSTER ?= modelwerk
 
-.PHONY: help install test unit integration lint format crds monitoring images kind-up kind-load deploy-kind samples kind-down \
+.PHONY: help install test unit integration lint format crds dist monitoring images kind-up kind-load deploy-kind samples kind-down \
 	demo node-up node-down node-status e2e e2e-node e2e-kind
 
 help: ## Show the targets
@@ -34,7 +34,8 @@ lint: ## ruff, mypy --strict, import layering, CRD drift
 	$(VENV)/bin/ruff format --check operator tests hack
 	$(VENV)/bin/mypy
 	MYPYPATH=hack/node:. $(VENV)/bin/mypy --strict --explicit-package-bases \
-		hack/node/nodectl hack/node/node.py hack/images/build.py hack/demo.py
+		hack/node/nodectl hack/node/node.py hack/images/build.py hack/demo.py \
+		hack/kube/build.py hack/tools.py hack/dist.py
 	$(VENV)/bin/lint-imports
 	$(PY) -m modelwerk.crdgen --check
 
@@ -42,8 +43,12 @@ format: ## Format the code
 	$(VENV)/bin/ruff check --fix operator tests hack
 	$(VENV)/bin/ruff format operator tests hack
 
-crds: ## Regenerate crds/ from the API models
+crds: ## Regenerate crds/ from the API models (and what dist/ and the chart copy of them)
 	$(PY) -m modelwerk.crdgen
+	$(PY) hack/dist.py
+
+dist: ## Render dist/install.yaml and the chart's generated parts (CRDs, monitoring objects)
+	$(PY) hack/dist.py
 
 monitoring: ## Regenerate the Grafana dashboard and the Argo CD health snippet
 	$(PY) hack/monitoring/grafana_dashboard.py

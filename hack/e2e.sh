@@ -24,11 +24,17 @@ node)
   }
   trap teardown EXIT
   trap 'exit 130' INT TERM
+  stamp "Prometheus server for the monitoring tests (built once from its Go module, then cached)"
+  "$PY" hack/tools.py prometheus
   stamp "node up"
   kubeconfig=$("$PY" hack/node/node.py up | tail -n 1)
   stamp "images (offline: local base + wheelhouse), imported into the node"
   "$PY" hack/images/build.py --offline --load node
   export MODELWERK_E2E_OVERLAY=kind # images are imported, never pulled
+  # Pods reach the host on the node's bridge address: tests/e2e/test_s3_store.py runs its S3
+  # server (hack/s3) there.
+  export MODELWERK_E2E_S3_HOST=${MODELWERK_E2E_S3_HOST:-10.88.0.1}
+  "$PY" hack/tools.py versitygw >/dev/null
   ;;
 kind)
   kubeconfig=$(mktemp --suffix=.kubeconfig)

@@ -3,8 +3,11 @@
 
 For each model and body (1 and 100 rows), the median over 7 timeit repeats of:
   predict        estimator.predict(x) on a ready numpy array (the bare floor)
+  onnx-predict   the compiled model's predict on the same array (ONNX Runtime, one thread)
   modelwerk-rt   the server's own path without HTTP and without batching: orjson.loads(body)
-                 -> codec.decode_v2 -> LoadedModel.predict -> codec.encode_v2 -> orjson.dumps
+                 -> codec.decode_v2 -> LoadedModel.predict -> codec.encode_v2 -> orjson.dumps,
+                 with the joblib backend
+  onnx-rt        the same path with the ONNX backend
 Writes <out>/floor.json and prints a table.
 """
 
@@ -45,14 +48,17 @@ def main() -> None:
     points = []
     for model in ("iris-rf", "bc-gb"):
         card = json.loads((WORK / "modelwerk" / model / "model-card.json").read_text())
-        loaded = load_model(
-            ServerSettings(
-                model_uri=str(WORK / "modelwerk" / model / "model.joblib"),
-                sha256=card["artifact"]["sha256"],
-                model_name=model,
-                version="v1",
-            )
+        common = {
+            "model_uri": str(WORK / "modelwerk" / model / "model.joblib"),
+            "sha256": card["artifact"]["sha256"],
+            "model_name": model,
+            "version": "v1",
+        }
+        loaded = load_model(ServerSettings(**common, backend="joblib"))
+        compiled = load_model(
+            ServerSettings(**common, backend="onnx", compiled_sha256=card["compiled"]["sha256"])
         )
+        estimator = loaded.backend.estimator  # type: ignore[attr-defined]
         for rows in (1, 100):
             x = np.load(WORK / "bodies" / f"{model}-{rows}.npy")
             body = (WORK / "bodies" / f"{model}-{rows}.json").read_bytes()
@@ -64,9 +70,14 @@ def main() -> None:
                     encode_v2(loaded, "id", pred, proba), option=orjson.OPT_SERIALIZE_NUMPY
                 )
 
+            def onnx_runtime(body: bytes = body, loaded: LoadedModel = compiled) -> bytes:
+                return runtime(body, loaded)
+
             for what, fn in (
-                ("predict", lambda x=x, est=loaded.estimator: est.predict(x)),
+                ("predict", lambda x=x, est=estimator: est.predict(x)),
+                ("onnx-predict", lambda x=x, m=compiled: m.predict(x, False)),
                 ("modelwerk-rt", runtime),
+                ("onnx-rt", onnx_runtime),
             ):
                 r = bench(fn)
                 r.update(model=model, rows=rows, what=what)  # type: ignore[arg-type]

@@ -5,6 +5,12 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+-- Optional "Name: value" header on every request (the A/B hop benchmark sends a user key).
+local extra = os.getenv("EXTRA_HEADER")
+if extra then
+  local name, value = extra:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
 
 local all_threads = {}
 

@@ -3,8 +3,10 @@
 
 Reads $PERF_WORK/models/<model>/model.joblib (written by the MLServer baseline's
 train_models.py, so both servers load the very same bytes) and writes
-$PERF_WORK/modelwerk/<model>/model.joblib, model-card.json and profile.json as the trainer and
-the validator would. Prints one JSON line per model: name, sha256, model URI.
+$PERF_WORK/modelwerk/<model>/model.joblib, model.onnx, model-card.json and profile.json as the
+trainer and the validator would: the compiled model is made and verified by the trainer's own
+``compile_pipeline`` on the whole dataset. Prints one JSON line per model: name, sha256s,
+model URI, the verification.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import sklearn
 from sklearn.datasets import load_breast_cancer, load_iris
 
 from modelwerk.runtime.artifacts import (
+    COMPILED_FILE,
     ArtifactRef,
     DatasetLineage,
     ModelCard,
@@ -29,6 +33,7 @@ from modelwerk.runtime.artifacts import (
     TensorSpec,
 )
 from modelwerk.runtime.profile import NumericProfile, Profile
+from modelwerk.runtime.trainer.compile import compile_pipeline
 
 WORK = Path(os.environ.get("PERF_WORK", str(Path(tempfile.gettempdir()) / "mlserver-baseline")))
 DATASETS = {"iris-rf": load_iris, "bc-gb": load_breast_cancer}
@@ -73,6 +78,27 @@ def main() -> None:
             )
         )
         estimator = joblib.load(source)
+        classes = np.asarray(estimator.classes_).tolist()
+        signature = Signature(
+            inputs=[TensorSpec(name=n, datatype="FP64") for n in names],
+            outputs=[
+                TensorSpec(name="predict", datatype="INT64"),
+                TensorSpec(name="predict_proba", datatype="FP64", shape=[-1, len(classes)]),
+            ],
+            classes=classes,
+        )
+        frame = pd.DataFrame(np.asarray(data.data, dtype=float), columns=names)
+        compilation = compile_pipeline(estimator, frame, signature, "classification")
+        if compilation.model is None:
+            raise SystemExit(f"{model}: not compiled: {compilation.artifact.reason}")
+        (out / COMPILED_FILE).write_bytes(compilation.model)
+        compiled = compilation.artifact.model_copy(
+            update={
+                "uri": str(out / COMPILED_FILE),
+                "sha256": hashlib.sha256(compilation.model).hexdigest(),
+                "size_bytes": len(compilation.model),
+            }
+        )
         card = ModelCard(
             model=model,
             task="classification",
@@ -83,17 +109,20 @@ def main() -> None:
                 size_bytes=len(raw),
                 framework_version=sklearn.__version__,
             ),
-            signature=Signature(
-                inputs=[TensorSpec(name=n, datatype="FP64") for n in names],
-                outputs=[TensorSpec(name="predict", datatype="INT64")],
-                classes=np.asarray(estimator.classes_).tolist(),
-            ),
+            signature=signature,
             metrics={},
             dataset=DatasetLineage(name=model, version="v1", profile_uri=str(out / "profile.json")),
             created_at=datetime.now(UTC),
+            compiled=compiled,
         )
         (out / "model-card.json").write_text(card.model_dump_json(by_alias=True))
-        print(json.dumps({"model": model, "sha256": sha, "uri": str(out / "model.joblib")}))
+        summary = {
+            "model": model,
+            "sha256": sha,
+            "uri": str(out / "model.joblib"),
+            "compiled": compiled.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        }
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,13 @@ Each recorded run appends one JSON line to <out>/raw.jsonl: wrk's counts and lat
 percentiles, the server's CPU (its whole process tree, from /proc), wrk's CPU, CPU used by
 anything else on the machine ("foreign"), and the server's memory (RSS summed over its tree).
 
-Servers: ``modelwerk:<workers>`` (``modelwerk serve``, the venv this script runs in) and
-``mlserver:<parallel_workers>`` (MLServer + mlserver-sklearn from $PERF_WORK/venv, installed by
-the baseline's run_all.sh setup step), e.g. ``--servers modelwerk:1,mlserver:1``.
+Servers: ``modelwerk:<workers>`` (``modelwerk serve --backend joblib``, the venv this script
+runs in), ``onnx:<workers>`` (the same with the verified compiled model on ONNX Runtime),
+``modelwerk-capture:<workers>`` (``modelwerk`` with inference capture on: every prediction and
+its class probabilities, inputs at the default sample rate, written as Parquet to a directory of
+the run), ``floor:<workers>`` (the same server with a model that does nothing: the HTTP floor)
+and ``mlserver:<parallel_workers>`` (MLServer + mlserver-sklearn from $PERF_WORK/venv, installed
+by the baseline's run_all.sh setup step), e.g. ``--servers modelwerk:1,mlserver:1``.
 Only 127.0.0.1 is contacted; every server started here is stopped by its process group id.
 """
 
@@ -33,6 +37,9 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+MODELWERK_KINDS = ("modelwerk", "modelwerk-capture", "onnx", "floor")
+"""modelwerk serve with the joblib backend, with the ONNX backend, and the HTTP floor (the same
+server whose backend does nothing, ``http_floor.py``)."""
 WORK = Path(os.environ.get("PERF_WORK", str(Path(tempfile.gettempdir()) / "mlserver-baseline")))
 HOST = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -106,25 +113,53 @@ def wait_quiet(pids: list[int], limit: float = 0.2, max_wait: float = 30.0) -> f
 
 # ------------------------------------------------------------------ servers
 class Server:
-    def __init__(self, kind: str, workers: int, model: str, port: int, args: argparse.Namespace):
+    def __init__(
+        self,
+        kind: str,
+        workers: int,
+        model: str,
+        port: int,
+        args: argparse.Namespace,
+        env: dict[str, str] | None = None,
+    ):
         self.kind, self.workers, self.model, self.port = kind, workers, model, port
-        self.name = f"{kind}-w{workers}{args.tag if kind == 'modelwerk' else ''}"
+        self.env = env
+        self.name = f"{kind}-w{workers}{args.tag if kind != 'mlserver' else ''}"
+        self.store: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.args = args
 
     def command(self, rundir: Path) -> list[str]:
         a = self.args
-        if self.kind == "modelwerk":
-            card = json.loads((WORK / "modelwerk" / self.model / "model-card.json").read_text())
+        if self.kind in MODELWERK_KINDS:
+            directory = WORK / "modelwerk" / self.model
+            card = json.loads((directory / "model-card.json").read_text())
+            program = (
+                [sys.executable, str(HERE / "http_floor.py")]
+                if self.kind == "floor"
+                else [sys.executable, "-m", "modelwerk", "serve"]
+            )
+            backend = ["--backend", "joblib"]
+            if self.kind == "onnx":
+                backend = [
+                    "--backend",
+                    "onnx",
+                    "--compiled-uri",
+                    card["compiled"]["uri"],
+                    "--compiled-sha256",
+                    card["compiled"]["sha256"],
+                ]
+            capture: list[str] = []
+            if self.kind == "modelwerk-capture":
+                self.store = rundir / "store"
+                capture = ["--capture", "--capture-root", str(self.store), "--namespace", "bench"]
             return [
-                sys.executable,
-                "-m",
-                "modelwerk",
-                "serve",
+                *program,
                 "--model-uri",
-                str(WORK / "modelwerk" / self.model / "model.joblib"),
+                str(directory / "model.joblib"),
                 "--sha256",
                 card["artifact"]["sha256"],
+                *backend,
                 "--name",
                 self.model,
                 "--version",
@@ -141,6 +176,7 @@ class Server:
                 str(a.mw_batch_delay_ms),
                 "--log-level",
                 "warning",
+                *capture,
             ]
         mdir = rundir / "models" / self.model
         mdir.mkdir(parents=True)
@@ -182,6 +218,7 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=None if self.env is None else {**os.environ, **self.env},
         )
         while True:
             if self.proc.poll() is not None:
@@ -219,9 +256,26 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def capture_counts(self) -> dict[str, float]:
+        """Rows the capturing server wrote and dropped, from its /metrics (all workers)."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        counts = {"written": 0.0, "dropped": 0.0, "files": 0.0}
+        for line in text.splitlines():
+            for key, name in (
+                ("written", "modelwerk_capture_written_rows_total{"),
+                ("dropped", "modelwerk_capture_dropped_total{"),
+                ("files", "modelwerk_capture_files_total{"),
+            ):
+                if line.startswith(name) and 'stream="predictions"' in line:
+                    counts[key] += float(line.rsplit(" ", 1)[1])
+        return counts
+
     def check(self, rows: int) -> None:
         import joblib
 
+        if self.kind == "floor":
+            return  # it answers zeros on purpose
         body = (WORK / "bodies" / f"{self.model}-{rows}.json").read_bytes()
         request = urllib.request.Request(
             f"{self.url}/v2/models/{self.model}/infer",
@@ -239,8 +293,12 @@ class Server:
 
 
 # ------------------------------------------------------------------ wrk
-def wrk(server: Server, rows: int, conc: int, seconds: int) -> dict[str, Any]:
+def wrk(
+    server: Server, rows: int, conc: int, seconds: int, header: str | None = None
+) -> dict[str, Any]:
     env = dict(os.environ, BODY_FILE=str(WORK / "bodies" / f"{server.model}-{rows}.json"))
+    if header:
+        env["EXTRA_HEADER"] = header
     cmd = [
         "wrk",
         "-t",
@@ -263,14 +321,19 @@ def wrk(server: Server, rows: int, conc: int, seconds: int) -> dict[str, Any]:
 
 
 def measure(
-    server: Server, others: list[Server], rows: int, conc: int, seconds: int
+    server: Server,
+    others: list[Server],
+    rows: int,
+    conc: int,
+    seconds: int,
+    header: str | None = None,
 ) -> dict[str, Any]:
     pids = server.pids
     idle = [p for o in others for p in o.pids]
     me = [os.getpid()]
     c0, (t0, i0), o0, m0 = cpu_ticks(pids), machine(), cpu_ticks(idle), cpu_ticks(me)
     ru0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
-    w = wrk(server, rows, conc, seconds)
+    w = wrk(server, rows, conc, seconds, header)
     wall = time.time() - w0
     pids = server.pids
     c1, (t1, i1), o1, m1 = cpu_ticks(pids), machine(), cpu_ticks(idle), cpu_ticks(me)
@@ -324,6 +387,9 @@ def main() -> None:
     ap.add_argument("--mw-batch-delay-ms", type=float, default=2.0)
     ap.add_argument("--mls-batch-size", type=int, default=64)
     ap.add_argument("--mls-batch-time", type=float, default=0.01)
+    ap.add_argument(
+        "--quiet-wait", type=float, default=30.0, help="most seconds to wait for a quiet machine"
+    )
     ap.add_argument("--tag", default="", help="suffix for modelwerk's server name, e.g. -d2")
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args()
@@ -365,7 +431,10 @@ def main() -> None:
                             order = servers if rep % 2 else servers[::-1]
                             for s in order:
                                 others = [o for o in servers if o is not s]
-                                quiet = wait_quiet(s.pids + [p for o in others for p in o.pids])
+                                quiet = wait_quiet(
+                                    s.pids + [p for o in others for p in o.pids],
+                                    max_wait=a.quiet_wait,
+                                )
                                 rec = measure(s, others, rows, conc, a.duration)
                                 rec.update(
                                     server=s.name,
@@ -379,6 +448,12 @@ def main() -> None:
                                 raw.write(json.dumps(rec) + "\n")
                                 raw.flush()
                                 report(rec)
+                for s in servers:
+                    if s.store is not None:
+                        event = {"event": "capture", "server": s.name, "model": model}
+                        event.update(s.capture_counts())
+                        raw.write(json.dumps(event) + "\n")
+                        print(f"[{s.name}] {model} capture: {event}", flush=True)
             finally:
                 for s in servers:
                     s.stop()

@@ -6,7 +6,8 @@
 # Env:   PERF_WORK  models, bodies, venvs, run dirs (default: $TMPDIR/mlserver-baseline, shared with
 #                   the baseline harness, so an existing MLServer venv and trained models are reused)
 #        OUT        results (default: bench/serving/out)   BASELINE  the MLServer baseline harness
-#        DUR (s per run, 20)  REPS (3)  CONC (1,8,64)  ROWS (1,100)  SERVERS (modelwerk:1,mlserver:1)
+#        DUR (s per run, 20)  REPS (3)  CONC (1,8,64)  ROWS (1,100)  QUIET_WAIT (30)
+#        SERVERS (modelwerk:1,mlserver:1; also onnx:1 = the compiled model, floor:1 = HTTP floor)
 #        MW_DELAY_MS (10: MLServer's best setting is 64 requests / 10 ms; both get the same)
 # Only 127.0.0.1 is contacted; servers are stopped by process group id by run.py.
 set -euo pipefail
@@ -37,7 +38,8 @@ for step in $STEPS; do
     load)    nice -n "${PERF_NICE:--10}" "$PY" "$HERE/run.py" --out "$OUT" \
                --servers "${SERVERS:-modelwerk:1,mlserver:1}" --rows "${ROWS:-1,100}" \
                --conc "${CONC:-1,8,64}" --reps "${REPS:-3}" --duration "${DUR:-20}" \
-               --mw-batch-delay-ms "${MW_DELAY_MS:-10}" --tag="${TAG:-}" ;;
+               --mw-batch-delay-ms "${MW_DELAY_MS:-10}" --quiet-wait "${QUIET_WAIT:-30}" \
+               --tag="${TAG:-}" ;;
     summary) "$PY" "$HERE/summarize.py" --out "$OUT" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac

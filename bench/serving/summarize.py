@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Turn <out>/raw.jsonl (run.py) and <out>/floor.json (floor.py) into markdown tables.
 
-Per point the median over repetitions (min-max in brackets for req/s), and for each modelwerk
-configuration the ratio to the MLServer configuration with the same number of workers.
+Per point the median over repetitions (min-max in brackets for req/s), and for each other
+configuration the ratio to the ``--baseline`` one (default ``mlserver``) with the same number
+of workers (``--baseline modelwerk`` compares capture on, ``modelwerk-capture``, with off), and
+for each modelwerk configuration its share of the HTTP floor (``floor-w<n>``: the same server
+with a model that does nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ def med(rs: list[dict[str, Any]], key: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(HERE / "out"))
-    out = Path(ap.parse_args().out)
+    ap.add_argument("--baseline", default="mlserver")
+    args = ap.parse_args()
+    out, baseline = Path(args.out), args.baseline
+    title = {"mlserver": "MLServer", "modelwerk": "capture off"}.get(baseline, baseline)
     points: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
     ready: dict[tuple[str, str], dict[str, Any]] = {}
     for line in (out / "raw.jsonl").read_text().splitlines():
@@ -35,19 +41,24 @@ def main() -> None:
             points.setdefault((r["server"], r["model"], r["rows"], r["conc"]), []).append(r)
     lines = [
         "| server | model | rows/req | conc | req/s median [min-max] | rows/s | p50 ms | p99 ms | "
-        "server CPU cores | RSS MiB | other load cores (max) | errors | vs MLServer req/s | "
-        "vs MLServer p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"server CPU cores | RSS MiB | other load cores (max) | errors | vs {title} req/s | "
+        f"vs {title} p99 | share of HTTP floor req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(points, key=lambda k: (k[1], k[2], k[3], k[0])):
         server, model, rows, conc = key
         rs = points[key]
-        ratio = p99_ratio = ""
+        ratio = p99_ratio = share = ""
         workers = re.search(r"-w(\d+)", server).group(1)  # type: ignore[union-attr]
-        base = points.get((f"mlserver-w{workers}", model, rows, conc))
-        if server.startswith("modelwerk") and base:
+        base_name = f"{baseline}-w{workers}"
+        base = points.get((base_name, model, rows, conc))
+        floor_ = points.get((f"floor-w{workers}", model, rows, conc))
+        served = server.startswith(("modelwerk", "onnx"))
+        if not server.startswith(base_name) and base:
             ratio = f"{med(rs, 'rps') / med(base, 'rps'):.2f}x"
             p99_ratio = f"{med(rs, 'p99_ms') / med(base, 'p99_ms'):.2f}x"
+        if served and floor_:
+            share = f"{100 * med(rs, 'rps') / med(floor_, 'rps'):.0f} %"
         rps = sorted(r["rps"] for r in rs)
         lines.append(
             f"| {server} | {model} | {rows} | {conc} | "
@@ -55,7 +66,7 @@ def main() -> None:
             f"{med(rs, 'rows_per_s'):.0f} | {med(rs, 'p50_ms'):.1f} | {med(rs, 'p99_ms'):.1f} | "
             f"{med(rs, 'server_cores'):.2f} | {max(r['rss_mib'] for r in rs):.0f} | "
             f"{max(r['foreign_cores'] for r in rs):.2f} | {sum(r['errors'] for r in rs)} | "
-            f"{ratio} | {p99_ratio} |"
+            f"{ratio} | {p99_ratio} | {share} |"
         )
     mem = [
         "| server | model | processes | RSS MiB idle (sum) | startup to ready s |",

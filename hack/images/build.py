@@ -5,7 +5,8 @@
     python3 hack/images/build.py --offline --load node # no registry: local base + wheelhouse
     python3 hack/images/build.py --load kind --kind-cluster modelwerk
 
-Owns: the one way images/operator and images/runtime are built.
+Owns: the one way images/operator, images/runtime and the sample trainer image
+images/byo-example (FROM the runtime image) are built.
 
 * With a registry (the default when a Docker daemon is already running): the Dockerfiles'
   own base, ``python:3.11-slim-bookworm``.
@@ -54,7 +55,14 @@ SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 # The wheels must install on bookworm (glibc 2.36) with CPython 3.11, whatever runs this.
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{n}_x86_64" for n in range(17, 37)))
-IMAGES = {"operator": "images/operator/Dockerfile", "runtime": "images/runtime/Dockerfile"}
+IMAGES = {
+    "operator": "images/operator/Dockerfile",
+    "runtime": "images/runtime/Dockerfile",
+    # The bring-your-own-trainer sample's trainer: FROM the runtime image just built.
+    "byo-example": "images/byo-example/Dockerfile",
+}
+STAGED = {"operator", "runtime"}
+"""Images with a ``build`` stage whose dependency layers are worth tagging and keeping."""
 CLOSED = "http://127.0.0.1:9"
 PRIVATE_RUN = Path("/run/modelwerk-docker")
 DOCKERD_FIXED_DIR = Path("/run/docker")  # dockerd creates it whatever --exec-root says
@@ -258,7 +266,8 @@ def offline_base(docker: Docker) -> str:
 def requirements() -> list[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     build = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
-    return [*project["dependencies"], *project["optional-dependencies"]["runtime"], *build]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["runtime"], *extras["compile"], *build]
 
 
 def wheelhouse() -> Path:
@@ -390,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, ref in zip(names, refs, strict=True):
                 t = time.monotonic()
                 dockerfile = ["-f", IMAGES[name], "."]
-                if docker.private is not None:
+                extra = ["--build-arg", f"RUNTIME_IMAGE=modelwerk/runtime:{args.tag}"]
+                if name not in STAGED:
+                    dockerfile = [*extra, *dockerfile]
+                if docker.private is not None and name in STAGED:
                     # Tag the build stage too: the prune below must keep its layers (the
                     # installed dependencies), which would otherwise be dangling.
                     stage = f"modelwerk/{name}-build:{args.tag}"

@@ -105,10 +105,7 @@ def cache_dir() -> Path:
 def _stamp() -> str:
     # Binaries are only valid for the exact dependency set they were built
     # from: a go.sum change (e.g. an etcd bump) invalidates the cache.
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        digest.update((MODULE_DIR / name).read_bytes())
-    return digest.hexdigest()
+    return _module_stamp(MODULE_DIR)
 
 
 def _executable(path: Path) -> bool:
@@ -152,29 +149,59 @@ def find_go(progress: Progress = _stderr) -> str:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path, progress: Progress) -> Iterator[None]:
+def locked(directory: Path, progress: Progress, tag: str = "kube") -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``directory`` (created if needed); processes that
+    fill the same cache directory take turns. Also used by hack/tools.py."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as lock:  # the lock goes with the file's closing
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            progress(f"[kube] another process is building into {directory}; waiting for it")
+            progress(f"[{tag}] another process is filling {directory}; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
 def _go_build(go: str, names: list[str], out: Path, progress: Progress) -> None:
     """Run one ``go build`` for all ``names`` into ``out``, reporting progress every 30 s."""
-    cmd = [go, "build", *GO_BUILD_FLAGS, "-v", "-o", f"{out}/", *(PACKAGES[n] for n in names)]
     progress(
         f"[kube] building {', '.join(names)} ({KUBE_VERSION}) in {MODULE_DIR};"
         " a cold build takes ~7-10 min on 2 cores (plus module downloads), a warm one seconds"
     )
+    args = [*GO_BUILD_FLAGS, "-o", f"{out}/", *(PACKAGES[n] for n in names)]
+    seconds = go_build(go, args, MODULE_DIR, progress)
+    progress(f"[kube] built {', '.join(names)} in {seconds:.0f}s")
+
+
+def go_build(
+    go: str, args: Iterable[str], module_dir: Path, progress: Progress, tag: str = "kube"
+) -> float:
+    """``go build -v ARGS`` in ``module_dir`` with a heartbeat every 30 s; the seconds it took.
+
+    Raises ``BinariesUnavailable`` with the tail of the output when the build fails. Also used
+    by hack/tools.py.
+    """
+    cmd = [go, "build", "-v", *args]
     started = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, cwd=MODULE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
     lines: list[str] = []  # `-v` prints one line per compiled package, plus any errors
+    # As a context manager, Popen closes its stdout pipe: left open, it would be reported as
+    # a ResourceWarning when collected, an error in a pytest session that builds these.
+    with subprocess.Popen(
+        cmd, cwd=module_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        _follow(proc, lines, started, progress, tag)
+    if proc.returncode != 0:
+        tail = "\n".join(lines[-60:])
+        raise BinariesUnavailable(
+            f"`{' '.join(cmd)}` failed (exit {proc.returncode}) in {module_dir}:\n{tail}"
+        )
+    return time.monotonic() - started
+
+
+def _follow(
+    proc: subprocess.Popen[str], lines: list[str], started: float, progress: Progress, tag: str
+) -> None:
+    """Collect the build's output lines until it exits, with a heartbeat every 30 s."""
 
     def report() -> None:  # heartbeat, so a long build does not look hung
         next_at = 30
@@ -185,7 +212,7 @@ def _go_build(go: str, names: list[str], out: Path, progress: Progress) -> None:
                 next_at += 30
                 last = lines[-1] if lines else "-"
                 progress(
-                    f"[kube] ... {elapsed // 60}m{elapsed % 60:02d}s,"
+                    f"[{tag}] ... {elapsed // 60}m{elapsed % 60:02d}s,"
                     f" {len(lines)} packages compiled, last: {last}"
                 )
 
@@ -201,12 +228,15 @@ def _go_build(go: str, names: list[str], out: Path, progress: Progress) -> None:
         proc.wait()
         raise
     heartbeat.join()
-    if proc.returncode != 0:
-        tail = "\n".join(lines[-60:])
-        raise BinariesUnavailable(
-            f"`{' '.join(cmd)}` failed (exit {proc.returncode}) in {MODULE_DIR}:\n{tail}"
-        )
-    progress(f"[kube] built {', '.join(names)} in {time.monotonic() - started:.0f}s")
+
+
+def _module_stamp(module_dir: Path, *extra: str) -> str:
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum"):
+        digest.update((module_dir / name).read_bytes())
+    for item in extra:
+        digest.update(item.encode())
+    return digest.hexdigest()
 
 
 def ensure_binaries(
@@ -240,7 +270,7 @@ def ensure_binaries(
         found |= _cached(cache, missing)
         missing = [n for n in wanted if n not in found]
     if missing:
-        with _locked(cache, progress):
+        with locked(cache, progress):
             found |= _cached(cache, missing)  # another process may have built them meanwhile
             missing = [n for n in wanted if n not in found]
             if missing:

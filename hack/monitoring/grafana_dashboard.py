@@ -173,11 +173,19 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Live accuracy",
-                "Accuracy over the last labelled rows sent to the feedback endpoint (lowest pod).",
+                "Labels joined with the captured predictions of all replicas over the capture "
+                "window (the operator's figure); without capture, the lowest pod's own.",
                 (
                     Target(
-                        f"min by (deployment, version) (modelwerk_model_live_accuracy{{{SERVING}}})",
+                        "min by (deployment, version) "
+                        f"(modelwerk_deployment_live_accuracy{{{SERVING}}})",
                         "{{deployment}} {{version}}",
+                    ),
+                    Target(
+                        f"min by (deployment, version) (modelwerk_model_live_accuracy{{{SERVING}}})"
+                        " unless on (deployment) "
+                        f"modelwerk_deployment_live_matched_rows{{{SERVING}}}",
+                        "{{deployment}} {{version}} (pods)",
                     ),
                 ),
                 width=12,
@@ -301,6 +309,122 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 unit="s",
                 width=12,
                 options={"displayMode": "basic", "orientation": "horizontal"},
+            ),
+        ),
+    ),
+    (
+        "Experiments",
+        (
+            Panel(
+                "Experiment: B - A with its confidence sequence",
+                "Difference of each experiment metric between the arms (B minus A), with the "
+                "always-valid confidence sequence: a band that excludes 0 is a decision.",
+                tuple(
+                    Target(
+                        f"max by (deployment, metric) (modelwerk_experiment_{key}{{{SERVING}}})",
+                        f"{legend} {{{{deployment}}}} {{{{metric}}}}",
+                    )
+                    for key, legend in (
+                        ("difference", "B - A"),
+                        ("ci_low", "low"),
+                        ("ci_high", "high"),
+                    )
+                ),
+                width=12,
+            ),
+            Panel(
+                "Experiment: always-valid p-values",
+                "Always-valid p-value of each metric (Benjamini-Hochberg adjusted; a decision "
+                "at alpha) and the sample-ratio-mismatch p-value of the units (broken below "
+                "0.001).",
+                (
+                    Target(
+                        f"max by (deployment, metric) (modelwerk_experiment_p_value{{{SERVING}}})",
+                        "p {{deployment}} {{metric}}",
+                    ),
+                    Target(
+                        f"max by (deployment) (modelwerk_experiment_srm_p_value{{{SERVING}}})",
+                        "SRM p {{deployment}}",
+                    ),
+                ),
+                width=12,
+                custom={"scaleDistribution": {"type": "log", "log": 10}},
+                thresholds=((None, "red"), (0.001, "orange"), (0.05, "green")),
+            ),
+            Panel(
+                "Experiment: units and observations per arm",
+                "Units assigned to each arm and observations of the primary metric.",
+                (
+                    Target(
+                        f"max by (deployment, arm) (modelwerk_experiment_units{{{SERVING}}})",
+                        "units {{deployment}} {{arm}}",
+                    ),
+                    Target(
+                        "max by (deployment, arm) "
+                        f"(modelwerk_experiment_observations{{{SERVING}}})",
+                        "observations {{deployment}} {{arm}}",
+                    ),
+                ),
+                width=12,
+            ),
+            Panel(
+                "Shadow: agreement with stable",
+                "Share of compared rows on which the shadow predicts the stable version's "
+                "class, with its 95 % Wilson interval (a shadow step passes once the lower end "
+                "clears its minimum).",
+                tuple(
+                    Target(
+                        "max by (deployment, version) "
+                        f"(modelwerk_deployment_shadow_{key}{{{SERVING}}})",
+                        f"{legend} {{{{deployment}}}} {{{{version}}}}",
+                    )
+                    for key, legend in (
+                        ("agreement", "agreement"),
+                        ("agreement_low", "low"),
+                        ("agreement_high", "high"),
+                    )
+                ),
+                width=12,
+                unit="percentunit",
+                max=1,
+            ),
+            Panel(
+                "Shadow: latency and lost copies",
+                "The shadow's p99 answer time (as the stable pods measure it) and the copies "
+                "that failed, timed out or were dropped.",
+                (
+                    Target(
+                        "max by (deployment, version) "
+                        f"(modelwerk_deployment_shadow_latency_p99_seconds{{{SERVING}}})",
+                        "p99 s {{deployment}} {{version}}",
+                    ),
+                    Target(
+                        "max by (deployment, version) "
+                        f"(modelwerk_deployment_shadow_failed_copies{{{SERVING}}})",
+                        "failed {{deployment}}",
+                    ),
+                    Target(
+                        "max by (deployment, version) "
+                        f"(modelwerk_deployment_shadow_dropped_copies{{{SERVING}}})",
+                        "dropped {{deployment}}",
+                    ),
+                ),
+                width=12,
+            ),
+            Panel(
+                "Experiment: forwards to the other arm",
+                "Requests a pod forwarded to the other arm's Service per second, by outcome "
+                "(timeouts and errors are served by the receiving pod instead).",
+                (
+                    Target(
+                        "sum by (deployment, outcome) ("
+                        + _rate(f"modelwerk_experiment_forwards_total{{{SERVING}}}")
+                        + ")",
+                        "{{deployment}} {{outcome}}",
+                    ),
+                ),
+                width=12,
+                unit="reqps",
             ),
         ),
     ),

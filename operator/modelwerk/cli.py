@@ -17,7 +17,15 @@ _COMMANDS = {
         "Dataset tools: `data validate` (runs in the validation Job).",
     ),
     "train": ("modelwerk.runtime.trainer.cli", "Train a model (in the training Job, or --local)."),
+    "byo": (
+        "modelwerk.runtime.byo.cli",
+        "Steps around a trainer image: `byo prepare|upload|evaluate` (in its Jobs).",
+    ),
     "serve": ("modelwerk.runtime.server.cli", "Serve a model over the Open Inference Protocol."),
+    "monitor": (
+        "modelwerk.runtime.monitor.cli",
+        "Join a Deployment's captured predictions with its labels (the live figures).",
+    ),
     "verify": (
         "modelwerk.runtime.verify",
         "Check a model artifact's sha256 (the verification Job).",

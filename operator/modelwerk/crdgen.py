@@ -10,7 +10,9 @@ silently mishandle:
   plus ``exclusiveMinimum: true`` (OpenAPI 3.0 form).
 - ``default`` is dropped: the API server would write defaults into stored objects, which
   makes GitOps tools see a diff they did not make; the operator applies defaults when it
-  parses the object, and the description says what the default is.
+  parses the object, and the description says what the default is. The one exception is a
+  field marked ``KEEP_DEFAULT`` (a Deployment's ``spec.replicas``): the scale subresource
+  that ``kubectl scale`` and autoscalers use fails when its replicas path is absent.
 - ``title`` is dropped; attribute docstrings become ``description``.
 
 ``python -m modelwerk.crdgen`` writes the files; ``--check`` exits 1 when they differ.
@@ -27,7 +29,7 @@ from typing import Any
 import yaml
 
 from modelwerk.api import CATEGORY, GROUP, VERSION
-from modelwerk.api.base import Resource
+from modelwerk.api.base import KEEP_DEFAULT, Resource
 from modelwerk.api.v1alpha1 import KINDS
 
 Schema = dict[str, Any]
@@ -54,7 +56,8 @@ def _structural(node: Any) -> Any:
         return [_structural(item) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {k: v for k, v in node.items() if k not in _DROP}
+    drop = _DROP - {"default"} if node.get(KEEP_DEFAULT) is True else _DROP
+    node = {k: v for k, v in node.items() if k not in drop and k != KEEP_DEFAULT}
     for key in ("anyOf", "oneOf"):
         if key in node:
             variants = node.pop(key)
@@ -99,7 +102,7 @@ def _structural(node: Any) -> Any:
         # Docstrings wrap lines; kubectl explain re-wraps text itself.
         node["description"] = " ".join(node["description"].split())
     ordered = {k: node[k] for k in _FIRST if k in node}
-    ordered.update((k, v) for k, v in node.items() if k not in _FIRST and k not in _DROP)
+    ordered.update((k, v) for k, v in node.items() if k not in _FIRST and k not in drop)
     if "properties" in ordered:
         # A map of field names, not a schema: its keys are never dropped or reordered.
         ordered["properties"] = {k: _structural(v) for k, v in ordered["properties"].items()}

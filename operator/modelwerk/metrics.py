@@ -11,7 +11,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from modelwerk.api.v1alpha1 import Deployment, TrainingJob
+    from modelwerk.api.v1alpha1 import Deployment, ModelVersion, TrainingJob
+    from modelwerk.api.v1alpha1.production import CaptureStatus, LiveMetrics
     from modelwerk.logic.plan import Plan
 
 # *_created series double the series count and no dashboard reads them.
@@ -63,6 +64,20 @@ TRAINING_SECONDS = Histogram(
     buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
     registry=REGISTRY,
 )
+TRACKING_FAILURES = Counter(
+    "modelwerk_tracking_failures_total",
+    "Training runs the experiment tracker did not fully receive, by reason "
+    "(TrackingUnavailable, TrackingIncomplete).",
+    ["namespace", "reason"],
+    registry=REGISTRY,
+)
+TAG_FAILURES = Counter(
+    "modelwerk_tracking_tag_failures_total",
+    "ModelVersions whose MLflow run could not be tagged with them, by reason "
+    "(TrackingUnavailable, TagRefused).",
+    ["namespace", "reason"],
+    registry=REGISTRY,
+)
 MODEL_METRIC = Gauge(
     "modelwerk_model_metric",
     "Holdout metrics of the latest registered version of each model.",
@@ -72,7 +87,12 @@ MODEL_METRIC = Gauge(
 
 
 def record_training(tj: TrainingJob, plan: Plan) -> None:
-    """Count a run once, when the plan moves it into a terminal phase."""
+    """Count a run once, when the plan moves it into a terminal phase; count a tracking
+    failure once, when the Tracked condition first turns False."""
+    was = next((c for c in tj.status.conditions if c.type == "Tracked"), None)
+    now = next((c for c in plan.status.conditions if c.type == "Tracked"), None)
+    if now is not None and now.status == "False" and was is None:
+        TRACKING_FAILURES.labels(tj.metadata.namespace, now.reason).inc()
     before, after = tj.status.phase, plan.status.phase
     if after == before or after not in ("Succeeded", "Failed", "Rejected"):
         return
@@ -85,6 +105,14 @@ def record_training(tj: TrainingJob, plan: Plan) -> None:
     if after == "Succeeded":
         for metric, value in (getattr(status, "metrics", None) or {}).items():
             MODEL_METRIC.labels(namespace, tj.spec.model.name, metric).set(value)
+
+
+def record_model_version(mv: ModelVersion, plan: Plan) -> None:
+    """Count a version once, when its Tracked condition turns False."""
+    was = next((c for c in mv.status.conditions if c.type == "Tracked"), None)
+    now = next((c for c in plan.status.conditions if c.type == "Tracked"), None)
+    if now is not None and now.status == "False" and (was is None or was.status != "False"):
+        TAG_FAILURES.labels(mv.metadata.namespace, now.reason).inc()
 
 
 ROLLOUT_PHASES = ("Progressing", "Paused", "Healthy", "Degraded", "Aborted")
@@ -164,6 +192,107 @@ class _DeploymentGauges(Collector):
 
 DEPLOYMENT_GAUGES = _DeploymentGauges()
 REGISTRY.register(DEPLOYMENT_GAUGES)
+
+
+class _LiveGauges(Collector):
+    """The live figures of each Deployment (``status.liveMetrics``), per model version, and its
+    capture counters, as last read from the aggregator and the serving pods."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[tuple[str, str], tuple[LiveMetrics | None, CaptureStatus | None]] = {}
+
+    def record(
+        self, namespace: str, name: str, live: LiveMetrics | None, capture: CaptureStatus | None
+    ) -> None:
+        with self._lock:
+            if live is None and capture is None:
+                self._live.pop((namespace, name), None)
+            else:
+                self._live[(namespace, name)] = (live, capture)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._live.pop((namespace, name), None)
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families().values())
+
+    @staticmethod
+    def _families() -> dict[str, GaugeMetricFamily]:
+        version = ["namespace", "deployment", "version"]
+        deployment = ["namespace", "deployment"]
+        return {
+            "accuracy": GaugeMetricFamily(
+                "modelwerk_deployment_live_accuracy",
+                "Live accuracy per version: labels joined with the captured predictions of all "
+                "replicas over the capture window.",
+                labels=version,
+            ),
+            "mae": GaugeMetricFamily(
+                "modelwerk_deployment_live_mae",
+                "Live mean absolute error per version.",
+                labels=version,
+            ),
+            "rmse": GaugeMetricFamily(
+                "modelwerk_deployment_live_rmse",
+                "Live root mean squared error per version.",
+                labels=version,
+            ),
+            "matched": GaugeMetricFamily(
+                "modelwerk_deployment_live_matched_rows",
+                "Labelled rows behind the live figures, per version.",
+                labels=version,
+            ),
+            "labels": GaugeMetricFamily(
+                "modelwerk_deployment_live_labels",
+                "Label rows received in the capture window, by result (matched, unmatched, "
+                "pending, duplicate).",
+                labels=[*deployment, "result"],
+            ),
+            "dropped": GaugeMetricFamily(
+                "modelwerk_deployment_capture_dropped_rows",
+                "Capture rows the serving pods dropped since they started.",
+                labels=deployment,
+            ),
+            "failing": GaugeMetricFamily(
+                "modelwerk_deployment_capture_failing_pods",
+                "Serving pods whose last write to the artifact store failed.",
+                labels=deployment,
+            ),
+        }
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        with self._lock:
+            items = list(self._live.items())
+        for (namespace, name), (live, capture) in items:
+            if live is not None:
+                for v in live.versions:
+                    if v.arm is not None:
+                        continue
+                    key = [namespace, name, v.version]
+                    families["matched"].add_metric(key, v.matched)
+                    for field in ("accuracy", "mae", "rmse"):
+                        value = getattr(v, field)
+                        if value is not None:
+                            families[field].add_metric(key, value)
+                labels = live.labels
+                for result, count in (
+                    ("matched", labels.matched),
+                    ("unmatched", labels.unmatched),
+                    ("pending", labels.pending),
+                    ("duplicate", labels.duplicates),
+                ):
+                    families["labels"].add_metric([namespace, name, result], count)
+            if capture is not None:
+                families["dropped"].add_metric([namespace, name], capture.dropped_rows)
+                families["failing"].add_metric([namespace, name], capture.failing_pods)
+        return list(families.values())
+
+
+LIVE_GAUGES = _LiveGauges()
+REGISTRY.register(LIVE_GAUGES)
 ROLLOUTS = Counter(
     "modelwerk_rollouts",
     "Finished rollouts by outcome (Promoted, Aborted, RolledBack, Superseded).",
@@ -207,6 +336,7 @@ def record_rollout(dep: Deployment, plan: Plan) -> None:
     ns, name = dep.metadata.namespace, dep.metadata.name
     drift = new.drift.score if new.drift is not None else None
     DEPLOYMENT_GAUGES.record(ns, name, new.phase, new.actual_weight or 0, drift)
+    LIVE_GAUGES.record(ns, name, new.live_metrics, new.capture)
     before = old.history[0] if old.history else None
     after = new.history[0] if new.history else None
     if after is not None and after.finish_time is not None and after != before:
@@ -229,3 +359,4 @@ def record_rollout(dep: Deployment, plan: Plan) -> None:
 def forget_deployment(namespace: str, name: str) -> None:
     """Drop a deleted Deployment's series so dashboards do not show ghosts."""
     DEPLOYMENT_GAUGES.forget(namespace, name)
+    LIVE_GAUGES.forget(namespace, name)

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelwerk.builders.artifact_store import ArtifactStore, parse_store
 from modelwerk.logic.leader import ElectionTiming
 
 
@@ -32,12 +33,33 @@ class OperatorSettings(BaseSettings):
     """Image of the validation, training and serving pods."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """Pull policy of the workload pods."""
-    artifact_pvc: str = "modelwerk-artifacts"
-    """PersistentVolumeClaim holding the artifact store in each namespace (created on first use)."""
+    artifact_store: str = "pvc://modelwerk-artifacts"
+    """Where workload pods keep datasets, models and production data. ``pvc://<claim>``: a
+    ReadWriteOnce claim per namespace, created on first use (kind, one node).
+    ``s3://<bucket>[/<prefix>]``: an S3-compatible object store, each namespace under
+    ``<prefix>/<namespace>`` (any cluster of more than one node). A namespace can override it
+    with a ConfigMap ``modelwerk-artifact-store`` (keys uri, endpoint, region, secretName)."""
+    artifact_store_endpoint: str | None = None
+    """Endpoint URL of an S3-compatible store that is not AWS (MinIO, Ceph RGW,
+    https://storage.googleapis.com with HMAC keys, ...); becomes AWS_ENDPOINT_URL in pods."""
+    artifact_store_region: str | None = None
+    """Region of the s3 store; becomes AWS_DEFAULT_REGION in pods."""
+    artifact_store_secret: str | None = None
+    """Name of a Secret, looked up in each workload's namespace, with the keys
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally AWS_SESSION_TOKEN). Pods read
+    it through secretKeyRef; the operator never reads it. Unset: the pods' ambient identity."""
     artifact_pvc_size: str = "5Gi"
-    """Size requested when the operator creates the artifact claim."""
+    """Size requested when the operator creates a pvc:// store's claim."""
     artifact_storage_class: str | None = None
-    """Storage class of the artifact claim; default: the cluster's default class."""
+    """Storage class of that claim; default: the cluster's default class."""
+    mlflow_tracking_uri: str | None = Field(default=None, pattern=r"^https?://[^\s@]+$")
+    """MLflow tracking server for every TrainingJob that names none (spec.tracking);
+    credentials go in ``mlflow_credentials_secret``, never in the URI."""
+    mlflow_experiment: str = "modelwerk"
+    """Experiment of those runs."""
+    mlflow_credentials_secret: str | None = None
+    """Secret (in each TrainingJob's namespace) with MLFLOW_TRACKING_TOKEN or
+    MLFLOW_TRACKING_USERNAME/PASSWORD for the default tracking server."""
     health_port: int = 8080
     """Port of the liveness endpoint (/healthz); 0 disables it."""
     metrics_port: int = 9090
@@ -64,7 +86,23 @@ class OperatorSettings(BaseSettings):
     @model_validator(mode="after")
     def _valid_timing(self) -> OperatorSettings:
         self.election_timing()  # raises on an unsafe combination
+        self.store()  # a store the pods could not use stops the operator at start-up
         return self
+
+    def store(self) -> ArtifactStore:
+        """The operator-wide artifact store (namespaces may override it)."""
+        return parse_store(
+            self.artifact_store,
+            endpoint=self.artifact_store_endpoint,
+            region=self.artifact_store_region,
+            secret=self.artifact_store_secret,
+            fields=(
+                "MODELWERK_ARTIFACT_STORE",
+                "MODELWERK_ARTIFACT_STORE_ENDPOINT",
+                "MODELWERK_ARTIFACT_STORE_REGION",
+                "MODELWERK_ARTIFACT_STORE_SECRET",
+            ),
+        )
 
     def election_timing(self) -> ElectionTiming:
         return ElectionTiming(

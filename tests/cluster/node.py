@@ -306,8 +306,12 @@ class StandInNode:
         *,
         reason: str | None = None,
         final: bool = False,
+        init_statuses: list[JSON] | None = None,
+        started: bool = True,
     ) -> JSON:
-        """Report the first container terminated with ``exit_code`` and ``message``.
+        """Report the first container terminated with ``exit_code`` and ``message``
+        (``started=False``: it never started, an init container failed; ``init_statuses``:
+        the ``initContainerStatuses`` to report with it).
 
         The phase becomes Succeeded/Failed when the restartPolicy lets the pod end
         (Never; OnFailure on success) or ``final``; otherwise the container shows
@@ -341,7 +345,9 @@ class StandInNode:
                 "restartCount": previous.get(c["name"], {}).get("restartCount", 0),
                 "containerID": terminated["containerID"],
             }
-            if ends or code == 0:
+            if not started:
+                entry["state"] = {"waiting": {"reason": "PodInitializing"}}
+            elif ends or code == 0:
                 entry["state"] = {"terminated": terminated}
             else:
                 entry["restartCount"] += 1
@@ -349,30 +355,117 @@ class StandInNode:
                 entry["lastState"] = {"terminated": terminated}
             containers.append(entry)
         phase = ("Succeeded" if exit_code == 0 else "Failed") if ends else "Running"
-        return self._patch_status(
-            pod,
-            {
-                "phase": phase,
-                "conditions": self._conditions(
-                    ready=False, reason="PodCompleted" if ends else "ContainersNotReady"
-                ),
-                "containerStatuses": containers,
-            },
-        )
+        update: JSON = {
+            "phase": phase,
+            "conditions": self._conditions(
+                ready=False, reason="PodCompleted" if ends else "ContainersNotReady"
+            ),
+            "containerStatuses": containers,
+        }
+        if init_statuses:
+            update["initContainerStatuses"] = init_statuses
+        return self._patch_status(pod, update)
 
     def run(self, namespace: str, name: str, *, timeout: float | None = None) -> RunResult:
-        """Run the pod's first container locally and report the outcome through the pod status.
+        """Run the pod's containers locally and report the outcome through the pod status.
+
+        Init containers run first, in order; one that fails ends the pod (Failed, its status
+        under ``initContainerStatuses``). Native sidecars (init containers with
+        ``restartPolicy: Always``) start in order and run beside the main container; once it
+        exits they get SIGTERM, as from a kubelet, and up to the pod's grace period before
+        SIGKILL. The first container is the main one (others are not run).
 
         Raises ``PodRunTimeout`` (after reporting exit 137) if it runs longer than ``timeout``.
         """
         pod = self.mark_running(namespace, name)
         uid = pod["metadata"]["uid"]
         pod_dir = self.workdir / "pods" / f"{namespace}_{name}_{uid[:8]}"
-        command = podrun.prepare(pod, pod_dir, self.claims_dir, self._read)
-        container = pod["spec"]["containers"][0]
-        stdout_path, stderr_path = pod_dir / "stdout", pod_dir / "stderr"
         limit = timeout or self.run_timeout
-        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        init_statuses: list[JSON] = []
+        sidecars: list[tuple[JSON, podrun.LocalCommand, subprocess.Popen[bytes]]] = []
+        container = pod["spec"]["containers"][0]
+        try:
+            for init in pod["spec"].get("initContainers") or []:
+                command = podrun.prepare(pod, pod_dir, self.claims_dir, self._read, init)
+                if init.get("restartPolicy") == "Always":
+                    proc = self._spawn(f"{uid}/{init['name']}", command, pod_dir, init["name"])
+                    sidecars.append((init, command, proc))
+                    self._await_startup(pod, pod_dir, init)
+                    continue
+                ended = self._run_container(
+                    f"{uid}/{init['name']}", init, command, pod_dir, limit, init["name"]
+                )
+                init_statuses.append(_init_status(init, ended.exit_code, ended.message))
+                if ended.exit_code != 0:
+                    init_statuses += self._stop_sidecars(sidecars, pod_dir, grace)
+                    sidecars = []
+                    result = ended.result(namespace, name, command)
+                    print(f"[standin] init container failed: {result.describe()}", file=sys.stderr)
+                    self.terminate(
+                        namespace,
+                        name,
+                        ended.exit_code,
+                        "",
+                        final=True,
+                        init_statuses=init_statuses,
+                        started=False,
+                    )
+                    return result
+            command = podrun.prepare(pod, pod_dir, self.claims_dir, self._read)
+            ended = self._run_container(uid, container, command, pod_dir, limit, "main")
+        finally:
+            init_statuses += self._stop_sidecars(sidecars, pod_dir, grace)
+        result = ended.result(namespace, name, command)
+        if ended.exit_code != 0:
+            # Shown by pytest for a failing test (captured stderr).
+            print(f"[standin] {result.describe()}", file=sys.stderr)
+        if (
+            self.rest.get_or_none(_pod_path(namespace, name)) is not None
+        ):  # deleted meanwhile: nothing to report
+            self.terminate(
+                namespace,
+                name,
+                ended.exit_code,
+                ended.message,
+                init_statuses=init_statuses or None,
+            )
+        if ended.timed_out:
+            raise PodRunTimeout(
+                f"pod {namespace}/{name} ran longer than {limit}s\n{result.describe()}"
+            )
+        return result
+
+    def _await_startup(self, pod: JSON, pod_dir: Path, sidecar: JSON) -> None:
+        """A sidecar's exec startup probe, run until it passes: the kubelet starts the next
+        container only then. Without a probe a sidecar counts as started at once."""
+        probe = sidecar.get("startupProbe") or {}
+        if "exec" not in probe:
+            return
+        check = podrun.prepare(
+            pod,
+            pod_dir,
+            self.claims_dir,
+            self._read,
+            sidecar | {"command": probe["exec"]["command"], "args": []},
+        )
+        period = float(probe.get("periodSeconds", 10))
+        for _ in range(int(probe.get("failureThreshold", 3))):
+            done = subprocess.run(check.argv, env=check.env, cwd=check.cwd, check=False)
+            if done.returncode == 0:
+                return
+            time.sleep(min(period, 0.2))  # poll faster than the kubelet: tests wait less
+        raise podrun.UnsupportedPodSpec(
+            f"sidecar {sidecar['name']!r} never passed its startupProbe"
+        )
+
+    def _spawn(
+        self, key: str, command: podrun.LocalCommand, pod_dir: Path, tag: str
+    ) -> subprocess.Popen[bytes]:
+        with (
+            open(pod_dir / _log("stdout", tag), "wb") as out,
+            open(pod_dir / _log("stderr", tag), "wb") as err,
+        ):
             proc = subprocess.Popen(
                 command.argv,
                 env=command.env,
@@ -382,40 +475,65 @@ class StandInNode:
                 stderr=err,
                 start_new_session=True,
             )
+        with self._lock:
+            self._processes[key] = proc
+        return proc
+
+    def _run_container(
+        self,
+        key: str,
+        container: JSON,
+        command: podrun.LocalCommand,
+        pod_dir: Path,
+        limit: float,
+        tag: str,
+    ) -> _Ended:
+        proc = self._spawn(key, command, pod_dir, tag)
+        try:
+            code = proc.wait(timeout=limit)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            code, timed_out = proc.wait(), True
+        finally:
             with self._lock:
-                self._processes[uid] = proc
+                self._processes.pop(key, None)
+        ended = self._ended(container, command, pod_dir, tag, code)
+        if timed_out:
+            ended.message = ended.message or f"stand-in: killed after {limit}s timeout"
+            ended.timed_out = True
+        return ended
+
+    def _ended(
+        self, container: JSON, command: podrun.LocalCommand, pod_dir: Path, tag: str, code: int
+    ) -> _Ended:
+        exit_code = _exit_code(code)
+        stdout = (pod_dir / _log("stdout", tag)).read_text(errors="replace")
+        stderr = (pod_dir / _log("stderr", tag)).read_text(errors="replace")
+        message = command.termination_log.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace")
+        message = _termination_message(container, exit_code, stdout + stderr, message)
+        return _Ended(exit_code, stdout, stderr, message)
+
+    def _stop_sidecars(
+        self,
+        sidecars: list[tuple[JSON, podrun.LocalCommand, subprocess.Popen[bytes]]],
+        pod_dir: Path,
+        grace: float,
+    ) -> list[JSON]:
+        """SIGTERM in reverse order, as the kubelet stops sidecars after the main container."""
+        statuses = []
+        for container, command, proc in reversed(sidecars):
+            process.signal_group(proc.pid, signal.SIGTERM)
             try:
-                code = proc.wait(timeout=limit)
-                timed_out = False
+                code = proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 _kill(proc)
-                code, timed_out = proc.wait(), True
-            finally:
-                with self._lock:
-                    self._processes.pop(uid, None)
-        # Killed by signal N: report 128+N, as container runtimes do.
-        exit_code = 128 - code if code < 0 else code
-        stdout = stdout_path.read_text(errors="replace")
-        stderr = stderr_path.read_text(errors="replace")
-        message = command.termination_log.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace")
-        if timed_out:
-            message = message or f"stand-in: killed after {limit}s timeout"
-        message = _termination_message(container, exit_code, stdout + stderr, message)
-        result = RunResult(
-            namespace, name, command.argv, exit_code, stdout, stderr, message, command
-        )
-        if exit_code != 0:
-            # Shown by pytest for a failing test (captured stderr).
-            print(f"[standin] {result.describe()}", file=sys.stderr)
-        if (
-            self.rest.get_or_none(_pod_path(namespace, name)) is not None
-        ):  # deleted meanwhile: nothing to report
-            self.terminate(namespace, name, exit_code, message)
-        if timed_out:
-            raise PodRunTimeout(
-                f"pod {namespace}/{name} ran longer than {limit}s\n{result.describe()}"
-            )
-        return result
+                code = proc.wait()
+            with self._lock:
+                self._processes = {k: v for k, v in self._processes.items() if v is not proc}
+            ended = self._ended(container, command, pod_dir, container["name"], code)
+            statuses.append(_init_status(container, ended.exit_code, ended.message))
+        return list(reversed(statuses))
 
     def serve(self, namespace: str, name: str) -> ServedPod:
         """Run the pod's first container as a server on a loopback address of its own.
@@ -502,13 +620,18 @@ class StandInNode:
             if not meta.get("deletionTimestamp") or meta["uid"] in self._reaped:
                 continue
             with self._lock:
-                proc = self._processes.get(meta["uid"])
+                # The main container's process, and its sidecars' ("<uid>/<container>").
+                procs = [
+                    p
+                    for key, p in self._processes.items()
+                    if key == meta["uid"] or key.startswith(f"{meta['uid']}/")
+                ]
                 served = self._served.get(meta["uid"])
             if served is not None and served.alive():
                 served.delete()  # it stops its server gracefully, then removes the pod
                 self._reaped.add(meta["uid"])
                 continue
-            if proc is not None:
+            for proc in procs:
                 _kill(proc)
             if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
                 # Like the kubelet: the pod ends (SIGKILLed containers) before it goes.
@@ -814,6 +937,46 @@ def _resolve_port(container: JSON, port: int | str) -> int:
 def _first_port(container: JSON) -> int | None:
     ports = container.get("ports") or []
     return int(ports[0]["containerPort"]) if ports else None
+
+
+@dataclass
+class _Ended:
+    exit_code: int
+    stdout: str
+    stderr: str
+    message: str
+    timed_out: bool = False
+
+    def result(self, namespace: str, pod: str, command: podrun.LocalCommand) -> RunResult:
+        return RunResult(
+            namespace, pod, command.argv, self.exit_code, self.stdout, self.stderr,
+            self.message, command,
+        )  # fmt: skip
+
+
+def _log(stream: str, tag: str) -> str:
+    """The main container's output is ``stdout``/``stderr``; others' carry their name."""
+    return stream if tag == "main" else f"{stream}-{tag}"
+
+
+def _init_status(container: JSON, exit_code: int, message: str) -> JSON:
+    terminated: JSON = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "startedAt": _now(),
+        "finishedAt": _now(),
+    }
+    if message:
+        terminated["message"] = message
+    return {
+        "name": container["name"],
+        "image": container.get("image", ""),
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+        "state": {"terminated": terminated},
+    }
 
 
 def _exit_code(code: int) -> int:

@@ -51,6 +51,14 @@ class Pki:
             self.directory, name, self._ca_cert(), self._ca_key(), common_name, groups, client=True
         )
 
+    def server_cert(
+        self, name: str, common_name: str, *, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()
+    ) -> CertPair:
+        """Issue a serving certificate (e.g. for an aggregated API server such as metrics-server)."""
+        return _issue(
+            self.directory, name, self._ca_cert(), self._ca_key(), common_name, dns=dns, ips=ips
+        )
+
     def _ca_cert(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
 

@@ -256,9 +256,13 @@ def base_environment(pod: JSON, pod_dir: Path) -> dict[str, str]:
     }
 
 
-def prepare(pod: JSON, pod_dir: Path, claims_dir: Path, read: Reader) -> LocalCommand:
-    """Translate the pod's first container into a :class:`LocalCommand`; creates its dirs."""
-    container = pod["spec"]["containers"][0]
+def prepare(
+    pod: JSON, pod_dir: Path, claims_dir: Path, read: Reader, container: JSON | None = None
+) -> LocalCommand:
+    """Translate one of the pod's containers (default: the first) into a
+    :class:`LocalCommand`; creates its dirs. Containers of a pod share its volumes."""
+    first = container is None
+    container = pod["spec"]["containers"][0] if container is None else container
     for sub in ("home", "tmp", "rootfs"):
         (pod_dir / sub).mkdir(parents=True, exist_ok=True)
 
@@ -272,7 +276,9 @@ def prepare(pod: JSON, pod_dir: Path, claims_dir: Path, read: Reader) -> LocalCo
         mounts.append((mount["mountPath"].rstrip("/") or "/", host))
 
     termination_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
-    termination_log = pod_dir / "termination-log"
+    termination_log = pod_dir / (
+        "termination-log" if first else f"termination-log-{container['name']}"
+    )
     termination_log.write_bytes(b"")  # the kubelet creates it empty, too
     # The exact termination path maps to the file; longest mount paths match first.
     mounts.append((termination_path, termination_log))

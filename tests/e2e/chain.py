@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from tests.e2e import traffic
-from tests.e2e.kubectl import JSON, Kubectl, condition, wait_for
+from tests.e2e.kubectl import JSON, Kubectl, wait_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "iris"
 MODEL = "iris-classifier"
@@ -43,18 +43,17 @@ def train(kubectl: Kubectl, namespace: str, name: str, **changes: Any) -> str:
 
 
 def wait_registered(kubectl: Kubectl, namespace: str, name: str) -> str:
-    def finished() -> str | None:
-        phase = status(kubectl, "trainingjob", name, namespace).get("phase")
-        assert phase not in ("Failed", "Rejected"), f"TrainingJob {name} {phase}"
-        return phase if phase == "Succeeded" else None
+    """Wait until TrainingJob ``name`` is Ready (its gates passed, a version registered) and
+    that ModelVersion is Ready (artifact verified); return the version's name."""
 
-    wait_for(finished, timeout=JOB_TIMEOUT, what=f"TrainingJob {name} to succeed")
+    def failed() -> str | None:
+        tj = status(kubectl, "trainingjob", name, namespace)
+        bad = tj.get("phase") in ("Failed", "Rejected")
+        return f"it is {tj.get('phase')}: {tj.get('message')}" if bad else None
+
+    kubectl.wait(f"trainingjob/{name}", "Ready", namespace, timeout=JOB_TIMEOUT, failed=failed)
     version: str = status(kubectl, "trainingjob", name, namespace)["modelVersion"]
-    wait_for(
-        lambda: condition(kubectl.get("modelversion", version, namespace), "Ready") == "True",
-        timeout=JOB_TIMEOUT,
-        what=f"ModelVersion {version} to be Ready (artifact verified)",
-    )
+    kubectl.wait(f"modelversion/{version}", "Ready", namespace, timeout=JOB_TIMEOUT)
     return version
 
 
@@ -69,6 +68,25 @@ def wait_deployment(kubectl: Kubectl, namespace: str, what: str, predicate: Any)
 
     result: JSON = wait_for(check, timeout=SERVE_TIMEOUT, what=what, interval=2)
     return result
+
+
+def wait_under_load(
+    kubectl: Kubectl,
+    namespace: str,
+    what: str,
+    predicate: Any,
+    *,
+    url: str | None = None,
+    shift: float = 0.0,
+) -> JSON:
+    """Keep a client pod sending requests (to the stable Service, else ``url``) while waiting
+    for the Deployment's status to satisfy ``predicate``: what an analysis needs to measure."""
+    target = url or stable_url(kubectl, namespace)
+    load = traffic.start(kubectl, namespace, target, 6000, shift=shift, pause=0.02)
+    try:
+        return wait_deployment(kubectl, namespace, what, predicate)
+    finally:
+        kubectl.delete("pod", load, namespace)
 
 
 def stable_url(kubectl: Kubectl, namespace: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.kubectl import Kubectl, KubectlError, condition, diagnostics, wait_for
+from tests.e2e.prometheus import Prometheus, Unreachable, host_address
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -58,7 +59,22 @@ def pytest_runtest_makereport(
         except Exception as e:  # diagnostics must never hide the failure itself
             text = f"(diagnostics failed: {e!r})"
         report.sections.append(("cluster diagnostics", text))
+        server = funcargs.get("prometheus")
+        if isinstance(server, Prometheus):
+            report.sections.append(("prometheus", _prometheus_diagnostics(server)))
     return report
+
+
+def _prometheus_diagnostics(server: Prometheus) -> str:
+    try:
+        targets = "\n".join(
+            f"{t['labels'].get('job')} {t['scrapeUrl']} {t['health']} {t.get('lastError', '')}"
+            for t in server.targets()
+        )
+        alerts = "\n".join(f"{a['labels']} {a['state']}" for a in server.alerts())
+    except Exception as e:  # diagnostics must never hide the failure itself
+        targets, alerts = f"(failed: {e!r})", ""
+    return f"targets:\n{targets}\nalerts:\n{alerts}\nlog:\n{server.log()}"
 
 
 @pytest.fixture(scope="session")
@@ -83,11 +99,10 @@ def operator(kubectl: Kubectl) -> dict[str, object]:
             "crd/modelversions.modelwerk.dev", "crd/deployments.modelwerk.dev",
         )  # fmt: skip
     try:
-        kubectl.run(
-            "rollout", "status", "deployment/modelwerk-operator",
-            f"--namespace={OPERATOR_NAMESPACE}", "--timeout=300s", timeout=320,
-        )  # fmt: skip
-    except KubectlError as e:
+        kubectl.wait(
+            "deployment.apps/modelwerk-operator", "Available", OPERATOR_NAMESPACE, timeout=300
+        )
+    except (KubectlError, AssertionError) as e:
         pytest.fail(
             f"the operator did not become Ready: {e}\n{diagnostics(kubectl, [OPERATOR_NAMESPACE])}"
         )
@@ -117,3 +132,22 @@ def namespace(kubectl: Kubectl, operator: dict[str, object]) -> Iterator[str]:
     yield name
     if os.environ.get("MODELWERK_E2E_KEEP") != "1":
         kubectl.delete("namespace", name)
+
+
+@pytest.fixture(scope="session")
+def prometheus(kubectl: Kubectl, operator: dict[str, object]) -> Iterator[Prometheus | None]:
+    """A Prometheus on this machine scraping the cluster as manifests/components/monitoring
+    says (tests/e2e/prometheus.py), stopped after the session; None where the cluster's pods
+    and this machine do not share a network (kind), with the reason printed."""
+    try:
+        address = host_address(kubectl)
+    except Unreachable as e:
+        print(f"[prometheus] not started: {e}")
+        yield None
+        return
+    server = Prometheus(kubectl, address)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

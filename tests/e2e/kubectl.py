@@ -85,6 +85,43 @@ class Kubectl:
         ns = [f"--namespace={namespace}"] if namespace else []
         self.run("delete", kind, name, *ns, "--ignore-not-found", f"--wait={str(wait).lower()}")
 
+    def wait(
+        self,
+        resource: str,
+        condition: str,
+        namespace: str | None = None,
+        *,
+        timeout: float,
+        failed: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        """``kubectl wait RESOURCE --for=condition=CONDITION``, as a pipeline would wait.
+
+        It is run in 30-second turns so that ``failed`` (a message when the object can no
+        longer get there, e.g. a TrainingJob that Failed) ends the wait early, and so that an
+        object that does not exist yet (kubectl wait gives up on those at once) is waited for.
+        """
+        ns = [f"--namespace={namespace}"] if namespace else []
+        deadline = time.monotonic() + timeout
+        while True:
+            turn = max(1, min(30, int(deadline - time.monotonic())))
+            try:
+                self.run(
+                    "wait", resource, f"--for=condition={condition}", *ns, f"--timeout={turn}s",
+                    timeout=turn + 30,
+                )  # fmt: skip
+                return
+            except KubectlError as e:
+                if "timed out" not in str(e) and "NotFound" not in str(e):
+                    raise
+                last = e
+            why = failed()
+            if why:
+                raise AssertionError(f"{resource} will not be {condition}: {why}")
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{resource} not {condition} after {timeout:.0f}s: {last}"
+                ) from last
+
     def logs(self, pod: str, namespace: str, container: str | None = None) -> str:
         extra = [f"--container={container}"] if container else ["--all-containers"]
         try:

@@ -3,21 +3,27 @@
 The tests run in file order and build on each other, like a user following the README:
 Dataset Ready -> TrainingJob Succeeded -> ModelVersion Ready -> Deployment Available ->
 inference through the Service -> a new version by canary (split measured through the stable
-Service) -> a canary whose analysis fails is rolled back -> drift starts a retraining.
-A failed step fails the ones after it fast (their prerequisites are checked first).
+Service) -> a canary whose analysis fails is rolled back -> with a Prometheus scraping the
+cluster as manifests/components/monitoring says, an analysis reading it promotes a sound canary,
+rolls back one that answers server errors, and an alert fires -> a canary fed drifted traffic is
+rolled back -> drift starts a retraining. Waits on the modelwerk kinds are ``kubectl wait
+--for=condition=Ready`` (and ``Available``), as a pipeline would write them. A failed step
+fails the ones after it fast (their prerequisites are checked first).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from tests.e2e import traffic
+from tests.e2e import pods, traffic
 from tests.e2e.chain import (
     DEPLOYMENT,
     JOB_TIMEOUT,
     MODEL,
     SERVE_TIMEOUT,
-    deployment,
     sample,
     stable_url,
     status,
@@ -25,8 +31,12 @@ from tests.e2e.chain import (
     wait_deployment,
     wait_only,
     wait_registered,
+    wait_under_load,
 )
-from tests.e2e.kubectl import JSON, Kubectl, condition, wait_for
+from tests.e2e.kubectl import JSON, Kubectl, wait_for
+from tests.e2e.prometheus import Prometheus
+
+UNSTABLE_MODEL = Path(__file__).resolve().parents[1] / "cluster" / "unstable_model.py"
 
 # The chain's state, shared by the tests of this module in order.
 state: dict[str, str] = {}
@@ -52,11 +62,7 @@ def test_the_operator_runs_from_its_image_under_its_own_service_account(
 
 def test_dataset_is_validated_by_a_real_pod(kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(sample("dataset"), namespace)
-    wait_for(
-        lambda: condition(kubectl.get("dataset", "iris", namespace), "Ready") == "True",
-        timeout=JOB_TIMEOUT,
-        what="Dataset iris to be Ready",
-    )
+    kubectl.wait("dataset/iris", "Ready", namespace, timeout=JOB_TIMEOUT)
     ds = status(kubectl, "dataset", "iris", namespace)
     assert ds.get("version"), ds
     # The validation ran as a pod of a Job, not in the operator: it left a finished pod.
@@ -102,12 +108,20 @@ def test_deployment_becomes_available_and_serves_real_predictions(
     )
     dep["spec"]["monitoring"]["retraining"]["minIntervalSeconds"] = 60
     kubectl.apply(dep, namespace)
-    wait_for(
-        lambda: condition(deployment(kubectl, namespace), "Available") == "True",
-        timeout=SERVE_TIMEOUT,
-        what="Deployment iris to be Available",
-        interval=2,
-    )
+    mwd = f"deployments.modelwerk.dev/{DEPLOYMENT}"
+    kubectl.wait(mwd, "Available", namespace, timeout=SERVE_TIMEOUT)
+    kubectl.wait(mwd, "Ready", namespace, timeout=SERVE_TIMEOUT)
+    # Its apps/v1 Deployments too: what the operator created is Available as Kubernetes says.
+    for child in kubectl.list(
+        "deployments.apps", namespace, f"modelwerk.dev/deployment={DEPLOYMENT}"
+    ):
+        if child["spec"].get("replicas"):
+            kubectl.wait(
+                f"deployment.apps/{child['metadata']['name']}",
+                "Available",
+                namespace,
+                timeout=SERVE_TIMEOUT,
+            )
     assert (
         status(kubectl, "deployments.modelwerk.dev", DEPLOYMENT, namespace)["stableVersion"]
         == state["v1"]
@@ -180,7 +194,7 @@ def test_canary_splits_traffic_through_the_stable_service_then_promotes(
     wait_only(kubectl, namespace, v2, "only v2 pods to serve")
     after = traffic.send(kubectl, namespace, stable_url(kubectl, namespace), 40)
     assert after.versions == {v2: 40}, after
-    state["v2"] = v2
+    state["v2"] = state["stable"] = v2
 
 
 def test_a_canary_whose_analysis_fails_is_rolled_back(kubectl: Kubectl, namespace: str) -> None:
@@ -216,14 +230,10 @@ def test_a_canary_whose_analysis_fails_is_rolled_back(kubectl: Kubectl, namespac
         lambda s: s.get("canaryVersion") == v3 and (s.get("actualWeight") or 0) > 0,
     )  # fmt: skip
     # The analysis measures the canary pods' own metrics: give it requests to measure.
-    load = traffic.start(kubectl, namespace, stable_url(kubectl, namespace), 3000, pause=0.02)
-    try:
-        aborted = wait_deployment(
-            kubectl, namespace, "the failed analysis to abort the rollout",
-            lambda s: s.get("phase") == "Aborted",
-        )  # fmt: skip
-    finally:
-        kubectl.delete("pod", load, namespace)
+    aborted = wait_under_load(
+        kubectl, namespace, "the failed analysis to abort the rollout",
+        lambda s: s.get("phase") == "Aborted",
+    )  # fmt: skip
     st = aborted["status"]
     assert st["stableVersion"] == v2
     assert st.get("abortedVersion") == v3
@@ -249,8 +259,172 @@ def test_a_canary_whose_analysis_fails_is_rolled_back(kubectl: Kubectl, namespac
     state["v3"] = v3
 
 
-def test_drift_in_live_traffic_triggers_retraining(kubectl: Kubectl, namespace: str) -> None:
+def pin(
+    kubectl: Kubectl, namespace: str, version: str, steps: list[JSON], analysis: JSON | None
+) -> None:
+    kubectl.merge_patch(
+        "deployments.modelwerk.dev",
+        DEPLOYMENT,
+        namespace,
+        {
+            "spec": {
+                "modelVersion": version,
+                "strategy": {"canary": {"steps": steps}},
+                "analysis": analysis,
+            }
+        },
+    )
+
+
+def settle(kubectl: Kubectl, namespace: str, version: str) -> None:
+    """Pin ``version`` without analysis (a GitOps revert) and wait until it alone serves."""
+    pin(kubectl, namespace, version, [{"setWeight": 50}, {"pause": {}}], None)
+    wait_deployment(
+        kubectl, namespace, f"the Deployment to be Healthy on {version}",
+        lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == version,
+    )  # fmt: skip
+    wait_only(kubectl, namespace, version, f"only {version} pods to serve")
+
+
+def publish_unstable(kubectl: Kubectl, namespace: str, version: str) -> str:
+    """Register a ModelVersion whose artifact is ``version``'s model behind a step that raises
+    OverflowError on a fifth of iris' rows (tests/cluster/unstable_model.py), written into the
+    namespace's artifact volume by a pod of the runtime image; returns its name."""
+    mv = kubectl.get("modelversion", version, namespace)
+    card = mv["spec"]["artifact"]["uri"].rsplit("/", 1)[0] + "/model-card.json"
+    pod = pods.start(
+        kubectl, namespace, "publish", UNSTABLE_MODEL.read_text(), card, claim="modelwerk-artifacts"
+    )
+    artifact = json.loads(pods.output(kubectl, namespace, pod).strip().splitlines()[-1])
+    versions = [v["spec"]["version"] for v in kubectl.list("modelversions", namespace)]
+    number = max(versions) + 1
+    name = f"{MODEL}-v{number}"
+    spec = {**mv["spec"], "version": number, "stage": "None"}
+    spec["artifact"] = {**spec["artifact"], **artifact}
+    spec.pop("compiled", None)  # the original's ONNX model is not this artifact's
+    kubectl.apply(
+        {
+            "apiVersion": "modelwerk.dev/v1alpha1",
+            "kind": "ModelVersion",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+        namespace,
+    )
+    kubectl.wait(f"modelversion/{name}", "Ready", namespace, timeout=JOB_TIMEOUT)
+    return name
+
+
+def test_an_analysis_reading_prometheus_promotes_a_sound_canary_and_rolls_back_a_failing_one(
+    kubectl: Kubectl, namespace: str, prometheus: Prometheus | None
+) -> None:
     needs("v3")
+    if prometheus is None:
+        pytest.skip("no Prometheus on this machine for this cluster (see the session's output)")
+    # The monitors' relabelling, as Prometheus applied it: both operator replicas are up under
+    # the ServiceMonitor's job, the serving pods' series carry namespace, pod, deployment, track.
+    prometheus.wait_for_series(  # the ServiceMonitor scrapes every 30 s
+        'count(up{job="modelwerk-operator"} == 1) == 2', "both operator replicas scraped"
+    )
+    up = prometheus.query('up{job="modelwerk-operator"}')
+    assert {s["metric"]["namespace"] for s in up} == {"modelwerk-system"}, up
+    assert {s["metric"]["service"] for s in up} == {"modelwerk-operator-metrics"}, up
+    served = prometheus.wait_for_series(
+        f'modelwerk_model_requests_total{{job="modelwerk-serving",namespace="{namespace}",deployment="{DEPLOYMENT}"}}',
+        "the serving pods scraped",
+    )
+    assert {s["metric"]["track"] for s in served} <= {"blue", "green"}, served
+    assert all(s["metric"]["pod"].startswith(f"{DEPLOYMENT}-") for s in served), served
+
+    analysis = {
+        "prometheusUrl": prometheus.url,  # the node's address: the operator pod reaches it
+        "intervalSeconds": 20,  # the PodMonitor scrapes every 15 s
+        "count": 3,
+        "failureLimit": 1,  # one round may fail (a slow query on a busy machine), not two
+        "minRequests": 10,
+        "checks": [{"metric": "errorRate", "max": 0.05}],
+    }
+    steps = [{"setWeight": 50}, {"analysis": {}}]
+    v3 = state["v3"]  # aborted earlier for its latency; a new spec generation may retry it
+    pin(kubectl, namespace, v3, steps, analysis)
+    promoted = wait_under_load(
+        kubectl, namespace, "the Prometheus analysis to promote v3",
+        lambda s: s.get("stableVersion") == v3 and s.get("phase") == "Healthy",
+    )  # fmt: skip
+    run = promoted["status"]["analysisRuns"][-1]
+    print(f"promoted by Prometheus: {run['measurements']}")
+    assert run["phase"] == "Successful", run
+    state["stable"] = v3
+
+    unstable = publish_unstable(kubectl, namespace, v3)
+    state["unstable"] = unstable
+    pin(kubectl, namespace, unstable, steps, analysis)
+    aborted = wait_under_load(
+        kubectl, namespace, "the Prometheus analysis to abort the unstable canary",
+        lambda s: s.get("phase") == "Aborted",
+    )  # fmt: skip
+    st = aborted["status"]
+    assert st["stableVersion"] == v3 and st.get("abortedVersion") == unstable, st
+    run = st["analysisRuns"][-1]
+    failed = [m for m in run["measurements"] if m["phase"] == "Failed"]
+    print(f"aborted by Prometheus: {run['measurements']}")
+    assert failed and failed[-1]["metric"] == "errorRate" and failed[-1]["value"] > 0.05, run
+    # Prometheus saw the 500s under the canary's labels, and the rule for aborted rollouts fires.
+    errors = prometheus.query(
+        f'sum(modelwerk_model_requests_total{{namespace="{namespace}",version="{unstable}",code="500"}})'
+    )
+    assert errors and float(errors[0]["value"][1]) > 0, errors
+
+    def firing() -> JSON | None:
+        return next(
+            (
+                a for a in prometheus.alerts()
+                if a["labels"].get("alertname") == "ModelwerkRolloutAborted"
+                and a["labels"].get("namespace") == namespace and a["state"] == "firing"
+            ),
+            None,
+        )  # fmt: skip
+
+    alert = wait_for(firing, timeout=120, what="ModelwerkRolloutAborted to fire", interval=3)
+    assert alert["labels"]["deployment"] == DEPLOYMENT, alert
+    settle(kubectl, namespace, v3)
+    state["prometheus"] = "done"
+
+
+def test_a_canary_fed_drifted_traffic_is_rolled_back(kubectl: Kubectl, namespace: str) -> None:
+    needs("v3", "stable")
+    stable = state["stable"]
+    candidate = state["v2"] if stable == state["v3"] else state["v3"]
+    # The canary's own Service gets every feature shifted by +4 cm; the stable pods see
+    # nothing of it (the closed loop's drift monitoring reads those).
+    pin(
+        kubectl, namespace, candidate, [{"setWeight": 50}, {"analysis": {}}],
+        {
+            "intervalSeconds": 5, "count": 4, "failureLimit": 0, "inconclusiveLimit": 10,
+            "minRequests": 5, "checks": [{"metric": "drift", "max": 1.0}],
+        },
+    )  # fmt: skip
+    wait_deployment(
+        kubectl, namespace, "the canary to take traffic",
+        lambda s: s.get("canaryVersion") == candidate and (s.get("actualWeight") or 0) > 0,
+    )  # fmt: skip
+    aborted = wait_under_load(
+        kubectl, namespace, "the drift analysis to abort the canary",
+        lambda s: s.get("phase") == "Aborted",
+        url=traffic.service_url(kubectl, namespace, f"{DEPLOYMENT}-canary", MODEL), shift=4.0,
+    )  # fmt: skip
+    st = aborted["status"]
+    assert st["stableVersion"] == stable and st.get("abortedVersion") == candidate, st
+    run = st["analysisRuns"][-1]
+    drift = [m for m in run["measurements"] if m["metric"] == "drift" and m["phase"] == "Failed"]
+    print(f"aborted for drift: {run['measurements']}")
+    assert drift and drift[-1]["value"] > 1.0, run
+    settle(kubectl, namespace, stable)
+    state["drift-rollback"] = candidate
+
+
+def test_drift_in_live_traffic_triggers_retraining(kubectl: Kubectl, namespace: str) -> None:
+    needs("drift-rollback")
     before = {tj["metadata"]["name"] for tj in kubectl.list("trainingjobs", namespace)}
     assert not [n for n in before if "retrain" in n], f"retraining before any drift: {before}"
     # Every feature shifted by +4 cm: far outside what the model was trained on.
@@ -271,9 +445,9 @@ def test_drift_in_live_traffic_triggers_retraining(kubectl: Kubectl, namespace: 
 
     job = wait_for(retraining, timeout=120, what="a retraining TrainingJob")
     retrained = wait_registered(kubectl, namespace, job)
-    assert retrained not in (state["v1"], state["v2"], state["v3"])
+    assert retrained not in (state["v1"], state["v2"], state["v3"], state.get("unstable"))
     # The Deployment is pinned: the retrained version is registered, not rolled out.
     assert (
         status(kubectl, "deployments.modelwerk.dev", DEPLOYMENT, namespace)["stableVersion"]
-        == state["v2"]
+        == state["stable"]
     )

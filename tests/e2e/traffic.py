@@ -10,12 +10,10 @@ works on every cluster alike, without NodePorts, port-forwards or host routes.
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 
-from tests.e2e.kubectl import Kubectl, wait_for
-
-RUNTIME_IMAGE = "modelwerk/runtime:0.1.0"
+from tests.e2e import pods
+from tests.e2e.kubectl import JSON, Kubectl
 
 CLIENT = """
 import collections, json, random, sys, time, urllib.request
@@ -68,67 +66,24 @@ def start(
     *,
     shift: float = 0.0,
     pause: float = 0.0,
+    script: str = CLIENT,
+    args: list[str] | None = None,
 ) -> str:
-    """Start a client pod; returns its name."""
-    name = f"client-{secrets.token_hex(3)}"
-    restricted = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    kubectl.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "e2e-client"}},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "terminationGracePeriodSeconds": 0,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 65532,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containers": [
-                    {
-                        "name": "client",
-                        "image": RUNTIME_IMAGE,
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": [
-                            "python3",
-                            "-c",
-                            CLIENT,
-                            url,
-                            str(count),
-                            str(shift),
-                            str(pause),
-                        ],
-                        "securityContext": restricted,
-                    }
-                ],
-            },
-        },
-        namespace,
-    )
-    return name
+    """Start a client pod running ``script`` (default: the counting client, with ``url``,
+    ``count``, ``shift`` and ``pause``; else ``args``); returns its name."""
+    argv = args if args is not None else [url, str(count), str(shift), str(pause)]
+    return pods.start(kubectl, namespace, "client", script, *argv)
+
+
+def output(kubectl: Kubectl, namespace: str, pod: str, timeout: float = 300) -> JSON:
+    """Wait for the client pod to finish; the JSON it printed last (the pod is deleted)."""
+    data: JSON = json.loads(pods.output(kubectl, namespace, pod, timeout).strip().splitlines()[-1])
+    return data
 
 
 def result(kubectl: Kubectl, namespace: str, pod: str, timeout: float = 300) -> Result:
-    """Wait for the client pod to finish; its counts (the pod is deleted afterwards)."""
-    phase = wait_for(
-        lambda: (
-            kubectl.get("pod", pod, namespace).get("status", {}).get("phase")
-            in ("Succeeded", "Failed")
-            and kubectl.get("pod", pod, namespace)["status"]["phase"]
-        ),
-        timeout=timeout,
-        what=f"client pod {pod} to finish",
-    )
-    logs = kubectl.logs(pod, namespace, "client")
-    assert phase == "Succeeded", f"client pod {pod} {phase}:\n{logs}"
-    kubectl.delete("pod", pod, namespace)
-    data = json.loads(logs.strip().splitlines()[-1])
+    """Wait for the counting client pod to finish; its counts."""
+    data = output(kubectl, namespace, pod, timeout)
     return Result(data["versions"], data["predictions"], data["errors"])
 
 

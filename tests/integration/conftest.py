@@ -12,6 +12,8 @@ Every test under tests/integration/ is marked ``integration`` automatically, so
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import secrets
 import sys
@@ -22,12 +24,15 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from modelwerk.kube import credentials
+from modelwerk.kube.client import Kube
 from tests.cluster import process
 from tests.cluster.controlplane import REPO_ROOT, ControlPlane, ensure_binaries
 from tests.cluster.install import install_crds, install_operator_rbac, write_operator_kubeconfig
 from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
 from tests.cluster.rest import Rest
+from tests.cluster.s3 import S3Server, ensure_versitygw
 
 HERE = Path(__file__).resolve().parent
 _BINARIES = pytest.StashKey[dict[str, Path]]()
@@ -61,6 +66,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any(item.get_closest_marker("integration") for item in session.items):
         session.config.stash[_BINARIES] = ensure_binaries(progress=_terminal(session.config))
+    if any("s3" in getattr(item, "fixturenames", ()) for item in session.items):
+        ensure_versitygw()  # likewise: a first build of the S3 server happens before the tests
 
 
 @pytest.hookimpl(wrapper=True)
@@ -135,6 +142,13 @@ def operator_kube(operator_kubeconfig: Path) -> Iterator[client.ApiClient]:
     api.close()
 
 
+@pytest.fixture
+def operator_client(operator_kubeconfig: Path) -> Kube:
+    """The operator's own async API client, with the operator's ServiceAccount token (the
+    test closes it)."""
+    return Kube(credentials.load(str(operator_kubeconfig)), identity="integration-tests")
+
+
 @pytest.fixture(scope="session")
 def admin_rest(control_plane: ControlPlane) -> Rest:
     """The harness's small JSON client as admin (camelCase dicts in and out)."""
@@ -171,6 +185,18 @@ def namespace(request: pytest.FixtureRequest, admin_rest: Rest) -> Iterator[str]
 
 
 @pytest.fixture(scope="session")
+def s3(control_plane: ControlPlane) -> Iterator[S3Server]:
+    """A real S3-compatible server (versitygw, hack/s3) on a free 127.0.0.1 port, with random
+    root credentials; one per session, tests create buckets of their own."""
+    server = S3Server(control_plane.workdir / "s3")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def _standin_node(control_plane: ControlPlane, admin_rest: Rest) -> Iterator[StandInNode]:
     node = StandInNode(admin_rest, control_plane.workdir / "node")
     node.register()
@@ -185,15 +211,13 @@ def node(_standin_node: StandInNode) -> Iterator[StandInNode]:
     _standin_node.stop_auto()
 
 
-@pytest.fixture
-def operator(
-    operator_kubeconfig: Path, request: pytest.FixtureRequest
+@contextlib.contextmanager
+def running_operator(
+    kubeconfig: Path, request: pytest.FixtureRequest, env: dict[str, str] | None = None
 ) -> Iterator[InProcessOperator]:
-    """The operator (``kopf run -m modelwerk.handlers``) in-process, with its own RBAC.
-
-    ``operator.restart()`` restarts it; ``operator.output`` is its log.
-    """
-    op = InProcessOperator(operator_kubeconfig)
+    """An in-process operator with ``env`` on top of the defaults, stopped afterwards; its log
+    is printed with the test's failure."""
+    op = InProcessOperator(kubeconfig, env=env)
     op.start()
     try:
         yield op
@@ -202,3 +226,23 @@ def operator(
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             print(op.output[-20000:], file=sys.stderr)  # kopf's log, shown with the failure
+
+
+@pytest.fixture
+def operator_with(
+    operator_kubeconfig: Path, request: pytest.FixtureRequest
+) -> Callable[[dict[str, str]], contextlib.AbstractContextManager[InProcessOperator]]:
+    """``with operator_with({"MODELWERK_…": …}) as op:`` an operator with settings of its own."""
+    return functools.partial(running_operator, operator_kubeconfig, request)
+
+
+@pytest.fixture
+def operator(
+    operator_kubeconfig: Path, request: pytest.FixtureRequest
+) -> Iterator[InProcessOperator]:
+    """The operator (``kopf run -m modelwerk.handlers``) in-process, with its own RBAC.
+
+    ``operator.restart()`` restarts it; ``operator.output`` is its log.
+    """
+    with running_operator(operator_kubeconfig, request) as op:
+        yield op

@@ -73,11 +73,18 @@ def status(rest: Rest, path: str) -> dict[str, Any]:
 def wait_for_status(
     rest: Rest, path: str, predicate: Any, *, timeout: float = 90, what: str
 ) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+
     def check() -> dict[str, Any] | None:
         current = status(rest, path)
+        seen[:] = [current]
         return current if predicate(current) else None
 
-    return wait_until(check, timeout=timeout, what=what)  # type: ignore[no-any-return]
+    try:
+        return wait_until(check, timeout=timeout, what=what)  # type: ignore[no-any-return]
+    except TimeoutError as e:
+        # "last: None" says nothing: the status the predicate last refused does.
+        raise TimeoutError(f"{e}; status: {seen[0] if seen else 'never read'}") from None
 
 
 def stable_selector(rest: Rest, namespace: str, name: str = "iris") -> dict[str, str]:

@@ -67,6 +67,24 @@ REFUSED = [
         id="artifact-bad-claim",
     ),
     pytest.param(
+        _doc(
+            "ModelVersion",
+            "copied",
+            {
+                **_mv(f"pvc://claim/models/m/{'cd' * 32}/model.joblib"),
+                # A spec copied from another version: its compiled model is not this artifact's.
+                "compiled": {
+                    "verified": True,
+                    "uri": f"pvc://claim/models/m/{SHA}/model.onnx",
+                    "sha256": SHA,
+                },
+            },
+        ),
+        "spec",
+        "spec.compiled.uri must be in spec.artifact.uri's directory",
+        id="compiled-from-another-artifact",
+    ),
+    pytest.param(
         _doc("Dataset", "claim", {"source": {"uri": "pvc:///x.csv"}}),
         "spec.source.uri",
         "pvc://<claim>/<path>",

@@ -196,6 +196,34 @@ INVALID = [
     pytest.param(
         {
             "kind": "TrainingJob",
+            "metadata": {"name": "fairness-gate"},
+            "spec": {
+                "datasetRef": {"name": "d"},
+                "model": {"name": "m"},
+                "estimator": {"name": "SVC"},
+                "gates": [{"metric": "fairness.demographicParityRatio", "threshold": 0.8}],
+            },
+        },
+        "fairness gates need spec.fairness.sensitiveFeatures",
+        id="training-fairness-gate-without-fairness",
+    ),
+    pytest.param(
+        {
+            "kind": "TrainingJob",
+            "metadata": {"name": "robustness-name"},
+            "spec": {
+                "datasetRef": {"name": "d"},
+                "model": {"name": "m"},
+                "estimator": {"name": "SVC"},
+                "gates": [{"metric": "robustness.swap.flipRate@0.1", "threshold": 0.1}],
+            },
+        },
+        "gates may also name fairness.demographicParityDifference",
+        id="training-robustness-gate-name",
+    ),
+    pytest.param(
+        {
+            "kind": "TrainingJob",
             "metadata": {"name": "typo"},
             "spec": {
                 "datasetRef": {"name": "d"},
@@ -203,7 +231,7 @@ INVALID = [
                 "estimater": {"name": "SVC"},
             },
         },
-        "spec.estimator: Required value",
+        "set exactly one of spec.estimator and spec.trainer",
         id="training-typo-is-not-ignored",
     ),
     pytest.param(
@@ -274,6 +302,9 @@ def test_model_versions_are_immutable_except_stage(admin_rest: Rest, namespace: 
         ({"version": 2}, "spec.version"),
         ({"lineage": {"dataset": "other"}}, "spec.lineage"),  # adding an absent field counts too
         ({"metrics": None}, "spec.metrics"),  # and so does removing one
+        ({"fairness": {"sensitiveFeatures": ["sex"], "figures": {"x": 1.0}}}, "spec.fairness"),
+        ({"environment": {"python": "3.13.0"}}, "spec.environment"),
+        ({"tracking": {"mlflow": {"trackingUri": "http://m", "runId": "r"}}}, "spec.tracking"),
     ]:
         with pytest.raises(RestError) as caught:
             admin_rest.merge_patch(url, {"spec": change})

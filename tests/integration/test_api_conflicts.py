@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from modelwerk.api.v1alpha1 import Dataset
-from modelwerk.kube import credentials
 from modelwerk.kube.apply import apply_plan
 from modelwerk.kube.client import Kube
 from modelwerk.kube.lease import observe_lease, write_lease
@@ -110,12 +109,6 @@ def bump(rest: Rest, namespace: str, name: str, seconds: int) -> int:
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-def operator_client(operator_kubeconfig: Path) -> Kube:
-    """The operator's own API client, with the operator's ServiceAccount token."""
-    return Kube(credentials.load(str(operator_kubeconfig)), identity="conflict-tests")
 
 
 def test_another_managers_condition_survives_operator_status_writes(

@@ -9,8 +9,10 @@ same artifact registered again, which is all a rollout needs to tell two version
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,21 +107,26 @@ def _infer(ip: str, row: list[float]) -> int:
         data=body,
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return int(response.status)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as answer:  # an answer all the same (a 5xx is a failure)
+        return int(answer.code)
 
 
 @contextmanager
-def _traffic(rest: Rest, namespace: str, color: str, row: list[float]) -> Iterator[list[int]]:
-    """Requests to every Ready pod of ``color`` in the background, as clients would send."""
+def _traffic(rest: Rest, namespace: str, color: str, *rows: list[float]) -> Iterator[list[int]]:
+    """Requests to every Ready pod of ``color`` in the background, as clients would send,
+    with ``rows`` in turn."""
     codes: list[int] = []
     stop = threading.Event()
+    turn = itertools.cycle(rows)
 
     def send() -> None:
         while not stop.is_set():
             for name, ip in _pod_ips(rest, namespace, color):
                 try:
-                    codes.append(_infer(ip, row))
+                    codes.append(_infer(ip, next(turn)))
                 except OSError:
                     # A pod deleted between the listing and the request (its server stops at
                     # once here) is one a Service would no longer send to; any other pod that

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from modelwerk.kube.client import Kube
+from modelwerk.kube.lease import lease_record, observe_lease, write_lease
+from modelwerk.logic.leader import Action, Candidate, ElectionTiming, next_lease
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.replica import Replica
 from tests.cluster.rest import Rest
@@ -132,6 +135,7 @@ def test_exactly_one_replica_leads_and_the_standby_writes_nothing(
     admin_rest: Rest,
     namespace: str,
     replicas: Callable[[str], Replica],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     a, b = replicas("replica-a"), replicas("replica-b")  # racing for a Lease nobody holds
     leader = wait_until(lambda: one_leader([a, b]), timeout=60, what="a leader")
@@ -155,8 +159,58 @@ def test_exactly_one_replica_leads_and_the_standby_writes_nothing(
     leader_writes = writes_by(control_plane, leader)
     assert any(f"patch datasets/status {namespace}/d1" in w for w in leader_writes), leader_writes
     assert any("leases modelwerk-system/modelwerk-operator" in w for w in leader_writes)
-    assert writes_by(control_plane, standby) == []
+    # Both may have read "no Lease" and sent a create: the API server lets one through and
+    # refuses the other (409), which is how the race is decided. That refused create, before
+    # any Lease existed, is the only request the standby may have sent; once the Lease named
+    # the leader, it wrote nothing at all.
+    standby_writes = writes_by(control_plane, standby)
+    assert standby_writes in ([], [LOST_CREATE]), standby_writes
+    race = "lost the race to create it (409)" if standby_writes else "found it held"
+    report(capsys, f"the standby {race}")
+    assert "Leader election round failed" not in standby.log  # losing is not an error
     assert holder(admin_rest).startswith(f"{leader.name}_")
+
+
+LOST_CREATE = "create leases modelwerk-system/modelwerk-operator -> 409"
+
+
+async def test_a_replica_that_loses_the_race_to_create_the_lease_stands_by(
+    control_plane: ControlPlane, admin_rest: Rest, operator_client: Kube
+) -> None:
+    """The race of the test above, made certain: two replicas both read that there is no
+    Lease and both create one. The second create is refused; the loser reports "someone
+    else won" (not an error, and without retrying), and its next round stands by."""
+    namespace, name = "modelwerk-system", "modelwerk-operator"
+    timing = ElectionTiming(lease_duration=15, renew_deadline=10, retry_period=2)
+    wall = datetime.now(UTC)
+    if admin_rest.get_or_none(LEASE) is not None:
+        admin_rest.delete(LEASE)
+    try:
+        assert await observe_lease(operator_client, namespace, name) is None
+        first = next_lease(Candidate("first"), None, timing, now=0.0, wall=wall)
+        second = next_lease(Candidate("second"), None, timing, now=0.0, wall=wall)
+        assert first.write is not None and second.write is not None  # both decided to create
+        creates = len(_lease_creates(control_plane))
+        assert await write_lease(operator_client, namespace, name, first.write, None)
+        assert await write_lease(operator_client, namespace, name, second.write, None) is None
+        assert _lease_creates(control_plane)[creates:] == [201, 409]  # sent once, refused once
+        # The loser's next round reads the Lease and stands by.
+        lease = lease_record(await observe_lease(operator_client, namespace, name))
+        after = next_lease(second.candidate, lease, timing, now=1.0, wall=wall)
+        assert after.action is Action.STANDBY and after.write is None, after
+        assert not after.candidate.leading(timing, 1.0)
+    finally:
+        await operator_client.close()
+        if admin_rest.get_or_none(LEASE) is not None:
+            admin_rest.delete(LEASE)
+
+
+def _lease_creates(cp: ControlPlane) -> list[int]:
+    return [
+        e["responseStatus"]["code"]  # type: ignore[index]
+        for e in cp.audit_events()
+        if e["verb"] == "create" and e.get("objectRef", {}).get("resource") == "leases"  # type: ignore[union-attr]
+    ]
 
 
 def leader_then_standby(replicas: Callable[[str], Replica]) -> tuple[Replica, Replica]:

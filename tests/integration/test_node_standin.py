@@ -382,3 +382,77 @@ def test_a_server_that_stops_answering_its_probe_turns_not_ready(
     assert served.exit_code is None, "still running"
     core.delete_namespaced_pod("flaky", namespace)
     assert process.wait_gone([served.pid], timeout=30) == []
+
+
+SIDECAR = textwrap.dedent("""
+    import json, os, signal
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    open(os.environ["READY"], "w").close()
+    signal.sigwait({signal.SIGTERM})  # the main container has exited
+    seen = open(os.path.join(os.environ["OUT"], "result.txt")).read()
+    with open(os.environ["MESSAGE"], "w") as f:
+        json.dump({"seen": seen}, f)
+""")
+
+
+def test_init_containers_run_first_and_sidecars_outlive_the_main_container(
+    kube: client.ApiClient, namespace: str, node: StandInNode
+) -> None:
+    shared = [{"name": "work", "mountPath": "/work"}]
+    env = [
+        {"name": "OUT", "value": "/work"},
+        {"name": "MESSAGE", "value": "/dev/termination-log"},
+        {"name": "READY", "value": "/work/ready"},
+    ]
+    init = specs.container(
+        "init",
+        command=["python", "-c", "import sys; open(sys.argv[1], 'w').write('prepared')"],
+        args=["/work/input.txt"],
+        volumeMounts=shared,
+    )
+    sidecar = specs.container(
+        "sidecar",
+        command=["python", "-c", SIDECAR],
+        env=env,
+        volumeMounts=shared,
+        restartPolicy="Always",
+        startupProbe={"exec": {"command": ["test", "-e", "/work/ready"]}, "periodSeconds": 1},
+    )
+    main = specs.container(
+        command=[
+            "python",
+            "-c",
+            "import sys; d = sys.argv[1]; "
+            "open(d + '/result.txt', 'w').write(open(d + '/input.txt').read() + '+trained')",
+            "/work",
+        ],
+        volumeMounts=shared,
+    )
+    volumes = [{"name": "work", "emptyDir": {}}]
+    client.CoreV1Api(kube).create_namespaced_pod(
+        namespace, specs.pod("byo", main, initContainers=[init, sidecar], volumes=volumes)
+    )
+    result = node.run(namespace, "byo")
+    assert result.exit_code == 0, result.describe()
+    pod = client.CoreV1Api(kube).read_namespaced_pod("byo", namespace)
+    assert pod.status.phase == "Succeeded"
+    statuses = {s.name: s.state.terminated for s in pod.status.init_container_statuses}
+    assert statuses["init"].exit_code == 0
+    assert statuses["sidecar"].exit_code == 0, statuses
+    assert json.loads(statuses["sidecar"].message) == {"seen": "prepared+trained"}
+
+
+def test_a_failing_init_container_fails_the_pod_before_the_main_one_runs(
+    kube: client.ApiClient, namespace: str, node: StandInNode
+) -> None:
+    init = specs.container("init", command=["python", "-c", "raise SystemExit(3)"])
+    main = specs.container(command=["python", "-c", "open('/never', 'w')"])
+    client.CoreV1Api(kube).create_namespaced_pod(
+        namespace, specs.pod("broken", main, initContainers=[init])
+    )
+    result = node.run(namespace, "broken")
+    assert result.exit_code == 3
+    pod = client.CoreV1Api(kube).read_namespaced_pod("broken", namespace)
+    assert pod.status.phase == "Failed"
+    assert pod.status.init_container_statuses[0].state.terminated.exit_code == 3
+    assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"

@@ -55,6 +55,8 @@ GRANTED: frozenset[Grant] = frozenset(
         }.items()
         for verb in verbs.split()
     }
+    # A namespace's artifact store override: one ConfigMap name, read only; no Secrets at all.
+    | {("configmaps", "modelwerk-artifact-store", "get")}
 )
 # Granted to every authenticated identity by the API server's default roles
 # (system:basic-user, system:discovery, system:public-info-viewer).
@@ -233,14 +235,22 @@ def test_the_test_namespaces_enforce_the_restricted_standard(
         admin_rest.delete(f"/api/v1/namespaces/{namespace}-open")
 
 
-def _workload_pod_specs(namespace: str) -> dict[str, dict[str, Any]]:
+def _workload_pod_specs(namespace: str, store: str) -> dict[str, dict[str, Any]]:
     """The pod spec of every kind of pod the operator creates, from its own builders."""
+    from modelwerk.builders.artifact_store import parse_store
     from modelwerk.builders.workload import WorkloadConfig
 
     config = WorkloadConfig(
         image="ghcr.io/modelwerk/runtime:dev",
         image_pull_policy="IfNotPresent",
-        artifact_pvc="modelwerk-artifacts",
+        store=parse_store(store, endpoint="http://10.0.0.1:7070", secret="store")
+        if store.startswith("s3")
+        else parse_store(store),
+    )
+    model_uri = (
+        "s3://mlops/team/models/iris/x/model.joblib"
+        if store.startswith("s3")
+        else "pvc://modelwerk-artifacts/models/iris/x/model.joblib"
     )
     meta = {"namespace": namespace, "uid": "00000000-0000-0000-0000-000000000001"}
     dataset = Dataset.from_k8s(
@@ -273,10 +283,7 @@ def _workload_pod_specs(namespace: str) -> dict[str, dict[str, Any]]:
                 "model": "iris",
                 "version": 1,
                 "task": "classification",
-                "artifact": {
-                    "uri": "pvc://modelwerk-artifacts/models/iris/x/model.joblib",
-                    "sha256": "0" * 64,
-                },
+                "artifact": {"uri": model_uri, "sha256": "0" * 64},
             },
         }
     )
@@ -291,11 +298,12 @@ def _workload_pod_specs(namespace: str) -> dict[str, dict[str, Any]]:
     }
 
 
+@pytest.mark.parametrize("store", ["pvc://modelwerk-artifacts", "s3://mlops/team"])
 @pytest.mark.parametrize("kind", ["validation", "training", "verification", "server"])
 def test_every_pod_the_operator_builds_passes_the_restricted_standard(
-    admin_rest: Rest, namespace: str, kind: str
+    admin_rest: Rest, namespace: str, kind: str, store: str
 ) -> None:
     # The other integration tests run these pods in restricted namespaces, where the Job and
     # Deployment controllers could not create them otherwise; this says so per kind, directly.
-    spec = _workload_pod_specs(namespace)[kind]
+    spec = _workload_pod_specs(namespace, store)[kind]
     _dry_run_pod(admin_rest, namespace, f"{kind}-pod", spec)

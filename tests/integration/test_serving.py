@@ -60,11 +60,17 @@ def test_a_deployment_serves_the_newest_ready_version_behind_its_service(
     )
     history = admin_rest.get(url)["status"]["history"]
     assert [h["version"] for h in history] == ["iris-classifier-v2", "iris-classifier-v1"]
-    # kubectl scale works through the scale subresource.
-    scale = admin_rest.get(url + "/scale")
-    assert (
-        scale["spec"]["replicas"] == 2
-        and scale["status"]["selector"] == "modelwerk.dev/deployment=iris"
+    # kubectl scale works through the scale subresource; it counts the active color only
+    # (its pods, once the rolled-over ones are gone: during the rollover it counts those too).
+    active = admin_rest.get(url)["status"]["activeColor"]
+    scale = wait_until(
+        lambda: (s := admin_rest.get(url + "/scale"))["status"].get("replicas") == 2 and s,
+        timeout=60,
+        what="the scale subresource to count the two pods of the active color",
+    )
+    assert scale["spec"]["replicas"] == 2
+    assert scale["status"]["selector"] == (
+        f"modelwerk.dev/deployment=iris,modelwerk.dev/track={active}"
     )
     assert 'modelwerk-operator" cannot' not in operator.output
 

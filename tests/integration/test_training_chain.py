@@ -5,27 +5,23 @@ real Jobs, and the node stand-in runs their pods' real commands (validator, trai
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from modelwerk.metrics import REGISTRY
 from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
-from tests.cluster.rest import Rest
+from tests.cluster.rest import Rest, RestError
+from tests.cluster.s3 import S3Server
 from tests.cluster.wait import wait_until
+from tests.integration.samples import by_kind
 
-ROOT = Path(__file__).resolve().parents[2]
 GROUP = "/apis/modelwerk.dev/v1alpha1"
-SAMPLES = {
-    d["kind"]: d
-    for f in (ROOT / "manifests/samples/iris").glob("*.yaml")
-    for d in yaml.safe_load_all(f.read_text())
-    if d and d["apiVersion"].startswith("modelwerk.dev")
-}
+SAMPLES = by_kind("iris")
 # A lighter search keeps the suite fast on two cores; the sample's shape is unchanged.
 FAST = {
     "estimator": {"name": "RandomForestClassifier", "params": {"n_estimators": 20}},
@@ -121,6 +117,23 @@ def test_iris_chain_registers_a_verified_model_version(
     store = node.claims_dir / namespace / "modelwerk-artifacts"
     sha = spec["artifact"]["sha256"]
     assert (store / "models" / "iris-classifier" / sha / "model.joblib").is_file()
+    # The compilation was verified on every snapshot row and recorded either way; a verified
+    # model.onnx is published next to model.joblib, an unverified one is never written.
+    compiled = spec["compiled"]
+    onnx_file = store / "models" / "iris-classifier" / sha / "model.onnx"
+    assert compiled["rows"] == 150 and compiled["converter"].startswith("skl2onnx ")
+    if compiled["verified"]:
+        assert compiled["labelAgreement"] == 1.0
+        assert compiled["uri"].endswith(f"/models/iris-classifier/{sha}/model.onnx")
+        assert hashlib.sha256(onnx_file.read_bytes()).hexdigest() == compiled["sha256"]
+    else:
+        assert compiled["reason"].startswith("Disagrees: ") and not onnx_file.exists()
+    # Immutable like the rest of the spec (CEL transition rule).
+    with pytest.raises(RestError, match=r"spec.compiled is immutable"):
+        admin_rest.merge_patch(
+            url(namespace, "modelversions", "iris-classifier-v1"),
+            {"spec": {"compiled": {"verified": False, "reason": "edited"}}},
+        )
     assert (store / "datasets" / "iris" / ds["version"].removeprefix("sha256:")).is_dir()
     assert not Path("/var/run/modelwerk").exists()
     # Exactly one Job per run: validation, training, verification.
@@ -496,51 +509,35 @@ def test_a_csv_over_http_gets_the_same_version_as_the_same_csv_on_a_claim(
 
 
 def test_a_csv_in_s3_is_read_with_credentials_from_a_secret(
-    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, runner: Any, s3: S3Server
 ) -> None:
-    """A local S3 (moto, on 127.0.0.1) stands in for the object store: there is no other here."""
-    import boto3
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-        credentials = {
-            "AWS_ACCESS_KEY_ID": "modelwerk",
-            "AWS_SECRET_ACCESS_KEY": "s3cr3t",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="modelwerk",
-            aws_secret_access_key="s3cr3t",
-        )
-        s3.create_bucket(Bucket="datasets")
-        s3.put_object(Bucket="datasets", Key="iris/iris.csv", Body=_iris_csv().encode())
-        admin_rest.create(
-            f"/api/v1/namespaces/{namespace}/secrets",
-            {
-                "metadata": {"name": "s3-credentials"},
-                "stringData": {**credentials, "AWS_ENDPOINT_URL": endpoint},
+    """The source's own keys (the Secret named by the Dataset) reach the validator prefixed,
+    so they cannot be mistaken for the artifact store's; here the store is the claim."""
+    bucket = f"datasets-{namespace[-6:]}"
+    s3.create_bucket(bucket)
+    s3.client().put_object(Bucket=bucket, Key="iris/iris.csv", Body=_iris_csv().encode())
+    admin_rest.create(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        {
+            "metadata": {"name": "s3-credentials"},
+            "stringData": {
+                **s3.credentials,
+                "AWS_DEFAULT_REGION": s3.region,
+                "AWS_ENDPOINT_URL": s3.endpoint,
             },
-        )
-        apply(
-            admin_rest,
-            namespace,
-            "Dataset",
-            source={"uri": "s3://datasets/iris/iris.csv", "secretRef": {"name": "s3-credentials"}},
-        )
-        ds = wait_until(
-            lambda: phase_is(
-                admin_rest, namespace, "datasets", "iris", "Ready", "Invalid", "Failed"
-            ),
-            timeout=120,
-            what="the s3 Dataset to be judged",
-        )
-    finally:
-        server.stop()
+        },
+    )
+    apply(
+        admin_rest,
+        namespace,
+        "Dataset",
+        source={"uri": f"s3://{bucket}/iris/iris.csv", "secretRef": {"name": "s3-credentials"}},
+    )
+    ds = wait_until(
+        lambda: phase_is(admin_rest, namespace, "datasets", "iris", "Ready", "Invalid", "Failed"),
+        timeout=120,
+        what="the s3 Dataset to be judged",
+    )
     assert ds["phase"] == "Ready", ds
     assert ds["rows"] == 150
+    assert ds["snapshotUri"].startswith("pvc://modelwerk-artifacts/")

@@ -97,7 +97,7 @@ def _dataset_bases() -> st.SearchStrategy[JSON]:
                         "s3://bucket/key/train.parquet",
                         "https://example.com/d.csv",
                         "file:///data/x.csv",
-                        "gs://b/o.csv",
+                        "s3://b/o.csv",
                     ]
                 ),
                 "format": st.sampled_from(["auto", "csv", "parquet"]),

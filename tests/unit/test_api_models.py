@@ -152,6 +152,32 @@ def test_model_version_hash_is_checked() -> None:
         ModelVersion.from_k8s(doc)
 
 
+def test_a_compiled_model_must_sit_beside_its_artifact() -> None:
+    def version(onnx_dir: str) -> dict[str, Any]:
+        return {
+            "kind": "ModelVersion",
+            "metadata": {"name": "m-v2"},
+            "spec": {
+                "model": "m",
+                "version": 2,
+                "task": "regression",
+                "artifact": {
+                    "uri": f"pvc://a/models/m/{'a' * 64}/model.joblib",
+                    "sha256": "a" * 64,
+                },
+                "compiled": {
+                    "verified": True,
+                    "uri": f"pvc://a/models/m/{onnx_dir}/model.onnx",
+                    "sha256": "b" * 64,
+                },
+            },
+        }
+
+    assert ModelVersion.from_k8s(version("a" * 64)).spec.compiled is not None
+    with pytest.raises(ValidationError, match=r"artifact\.uri.s directory"):
+        ModelVersion.from_k8s(version("b" * 64))
+
+
 def test_unknown_fields_are_errors_not_silently_ignored() -> None:
     doc = _training()
     doc["spec"]["estimater"] = {"name": "SVC"}
@@ -190,3 +216,51 @@ def test_ready_sorts_first() -> None:
     conditions = set_condition([], "Validated", "True", "Ok", "", now=T0)
     conditions = set_condition(conditions, "Ready", "True", "Ok", "", now=T0)
     assert [c.type for c in conditions] == ["Ready", "Validated"]
+
+
+def test_fairness_and_robustness_gates_are_named_and_fit_the_task() -> None:
+    fair = {"sensitiveFeatures": ["sex"]}
+    tj = TrainingJob.from_k8s(
+        _training(
+            fairness=fair,
+            gates=[
+                {"metric": "fairness.demographicParityRatio", "threshold": 0.8},
+                {"metric": "robustness.noise.flipRate@0.1", "operator": "<=", "threshold": 0.05},
+                {"metric": "robustness.swap.metricDrop", "operator": "<=", "threshold": 0.01},
+            ],
+        )
+    )
+    assert tj.spec.fairness is not None and tj.spec.fairness.min_group_size == 30
+    with pytest.raises(ValidationError, match=r"fairness gates need spec\.fairness"):
+        TrainingJob.from_k8s(
+            _training(gates=[{"metric": "fairness.demographicParityRatio", "threshold": 0.8}])
+        )
+    with pytest.raises(
+        ValidationError, match=r"fairness\.demographicParityRatio cannot score a regression"
+    ):
+        TrainingJob.from_k8s(
+            _training(
+                estimator={"name": "Ridge"},
+                fairness=fair,
+                gates=[{"metric": "fairness.demographicParityRatio", "threshold": 0.8}],
+            )
+        )
+    for wrong in ("robustness.noise.flipRate", "robustness.swap.flipRate@0.1", "robustness.x"):
+        with pytest.raises(ValidationError, match="cannot score"):
+            TrainingJob.from_k8s(_training(gates=[{"metric": wrong, "threshold": 0.1}]))
+
+
+def test_gate_results_read_fairness_and_robustness_figures() -> None:
+    from modelwerk.api.v1alpha1.evaluation import gate_figures
+    from modelwerk.api.v1alpha1.training_job import Gate
+
+    figures = gate_figures(
+        {"accuracy": 0.9}, {"demographicParityRatio": 0.7}, {"noise.flipRate@0.25": 0.2}
+    )
+    assert not Gate(metric="fairness.demographicParityRatio", threshold=0.8).result(figures).passed
+    result = Gate(metric="robustness.noise.flipRate@0.250", operator="<=", threshold=0.3).result(
+        figures
+    )
+    assert result.passed and result.value == 0.2
+    missing = Gate(metric="fairness.equalizedOddsRatio", threshold=0.8).result(figures)
+    assert missing.value is None and not missing.passed

@@ -11,8 +11,14 @@ import modelwerk
 MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(modelwerk.__path__, "modelwerk.")
-    if info.name.split(".")[1] in {"api", "logic", "builders", "kube", "crdgen"}
-    or info.name == "modelwerk.runtime.storage"
+    if info.name.split(".")[1] in {"api", "logic", "builders", "kube", "crdgen", "statistics"}
+    or info.name
+    in (
+        "modelwerk.runtime.storage",
+        "modelwerk.runtime.server.experiment",
+        "modelwerk.runtime.server.shadow",
+    )
+    or info.name.startswith("modelwerk.runtime.capture.")
 )
 
 

@@ -172,6 +172,7 @@ def test_monitoring_overlay_is_the_default_install_plus_the_component() -> None:
     assert monitoring - default == {
         ("ServiceMonitor", "modelwerk-operator"),
         ("PodMonitor", "modelwerk-serving"),
+        ("PodMonitor", "modelwerk-monitor"),
         ("PrometheusRule", "modelwerk"),
         ("ConfigMap", "modelwerk-grafana-dashboard"),
     }
@@ -216,7 +217,7 @@ def test_the_pod_monitor_scrapes_every_serving_pod() -> None:
             },
         }
     )
-    config = WorkloadConfig(image="i", image_pull_policy="Never", artifact_pvc="a")
+    config = WorkloadConfig(image="i", image_pull_policy="Never")
     pod = build_track(dep, mv, "blue", 1, config)["spec"]["template"]
     labels = pod["metadata"]["labels"]
     for expression in spec["selector"]["matchExpressions"]:
@@ -247,3 +248,18 @@ def test_the_component_ships_the_dashboard_to_grafana() -> None:
     assert config_map["metadata"]["namespace"] == "modelwerk-system"
     dashboard = (monitoring / "grafana" / "modelwerk.json").read_text()
     assert json.loads(config_map["data"]["modelwerk.json"]) == json.loads(dashboard)
+
+
+def test_the_sample_hpa_scales_the_sample_deployment_through_its_scale_subresource() -> None:
+    hpa = _one(render("manifests/samples/autoscaling"), "HorizontalPodAutoscaler", "iris")
+    dep = _one(render("manifests/samples/iris"), "Deployment", "iris")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        dep["apiVersion"],
+        dep["kind"],
+        dep["metadata"]["name"],
+    )
+    assert hpa["metadata"]["namespace"] == dep["metadata"]["namespace"]
+    crd = yaml.safe_load((ROOT / "crds" / "deployments.modelwerk.dev.yaml").read_text())
+    scale = crd["spec"]["versions"][0]["subresources"]["scale"]
+    assert scale["labelSelectorPath"] == ".status.selector"

@@ -127,3 +127,44 @@ def test_per_deployment_gauges_are_exposed_and_forgotten_with_the_deployment() -
     forget_deployment("gauges", "a")
     forget_deployment("gauges", "b")
     assert 'namespace="gauges"' not in generate_latest(REGISTRY).decode()
+
+
+def test_live_figures_are_exposed_per_version_and_forgotten_with_the_deployment() -> None:
+    from datetime import UTC, datetime
+
+    from prometheus_client import generate_latest
+
+    from modelwerk.api.v1alpha1.production import (
+        CaptureStatus,
+        LiveLabels,
+        LiveMetrics,
+        LiveVersion,
+    )
+    from modelwerk.metrics import LIVE_GAUGES, forget_deployment
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    live = LiveMetrics(
+        measured_time=now,
+        window_seconds=3600,
+        labels=LiveLabels(received=12, matched=10, unmatched=2),
+        versions=[
+            LiveVersion(version="m-v1", matched=6, accuracy=0.5),
+            LiveVersion(version="m-v2", matched=4, accuracy=1.0),
+            LiveVersion(version="m-v2", arm="B", matched=4, accuracy=1.0),  # experiments: elsewhere
+        ],
+    )
+    capture = CaptureStatus(measured_time=now, pods=2, dropped_rows=7, failing_pods=1)
+    LIVE_GAUGES.record("live", "iris", live, capture)
+    text = generate_latest(REGISTRY).decode()
+    v1 = 'deployment="iris",namespace="live",version="m-v1"'
+    assert f"modelwerk_deployment_live_accuracy{{{v1}}} 0.5" in text
+    assert f"modelwerk_deployment_live_matched_rows{{{v1}}} 6.0" in text
+    dep = 'deployment="iris",namespace="live"'
+    # Only this Deployment's series: the integration tier's operator (same process under
+    # `make test`) records its own Deployments in the same registry.
+    assert text.count(f"modelwerk_deployment_live_accuracy{{{dep},") == 2
+    assert f'modelwerk_deployment_live_labels{{{dep},result="unmatched"}} 2.0' in text
+    assert f"modelwerk_deployment_capture_dropped_rows{{{dep}}} 7.0" in text
+    assert f"modelwerk_deployment_capture_failing_pods{{{dep}}} 1.0" in text
+    forget_deployment("live", "iris")
+    assert 'namespace="live"' not in generate_latest(REGISTRY).decode()

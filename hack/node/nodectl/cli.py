@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from nodectl import host, layout, runtime, supervisor
+from nodectl import host, layout, metrics, runtime, supervisor
 
 HACK_NODE = Path(__file__).resolve().parents[1]
 REPO_ROOT = HACK_NODE.parents[1]
@@ -68,6 +68,7 @@ def kube_build() -> ModuleType:
 
 def binaries() -> dict[str, Path]:
     found: dict[str, Path] = kube_build().ensure_binaries(NODE_BINARIES, progress=_say)
+    found["metrics-server"] = metrics.metrics_server_binary()
     return found
 
 

@@ -23,12 +23,18 @@ from tests.cluster.controlplane import CONTROLLERS, ControlPlane, free_port, wri
 from tests.cluster.rest import Rest, RestError
 from tests.cluster.wait import wait_until
 
-from nodectl import components, host, layout, runtime
+from nodectl import components, host, layout, metrics, runtime
 from nodectl.provisioner import Provisioner
 
 # The control-plane tier leaves node-lifecycle out (its stand-in node has no heartbeats);
 # a real kubelet needs it: it lifts the not-ready taint every new Node is born with.
-NODE_CONTROLLERS = (*CONTROLLERS, "node-lifecycle-controller", "taint-eviction-controller")
+NODE_CONTROLLERS = (
+    *CONTROLLERS,
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    # HorizontalPodAutoscalers of the node tier read metrics.k8s.io from metrics-server
+    "horizontal-pod-autoscaler-controller",
+)
 
 
 def _log(message: str) -> None:
@@ -83,7 +89,7 @@ class NodeCluster:
         # its processes are recognisably the node's and teardown finds them.
         (layout.RUN / "tmp").mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(layout.RUN / "tmp")
-        cp = ControlPlane(
+        cp = metrics.AggregatingControlPlane(
             self.binaries,
             service_cidr=layout.SERVICE_CIDR,
             controllers=NODE_CONTROLLERS,
@@ -120,6 +126,8 @@ class NodeCluster:
         _log(f"a pod started in {self.timings['pod_start_seconds']:.1f}s")
         self._check_no_pull(rest)
         _log(f"image pulls go nowhere (every registry leads to {layout.NO_REGISTRY})")
+        self.timings["metrics_server_seconds"] = self._start_metrics_server(cp, rest)
+        _log(f"metrics.k8s.io served after {self.timings['metrics_server_seconds']:.1f}s")
 
         shutil.copyfile(cp.admin_kubeconfig, layout.KUBECONFIG)
         layout.KUBECONFIG.chmod(0o600)
@@ -162,6 +170,19 @@ class NodeCluster:
         self._spawn(
             "kube-proxy", components.kube_proxy_argv(self.binaries["kube-proxy"], proxy_config)
         )
+
+    def _start_metrics_server(self, cp: ControlPlane, rest: Rest) -> float:
+        started = time.monotonic()
+        port = free_port()
+        metrics.install(rest, cp, port)
+        self._spawn("metrics-server", metrics.argv(self.binaries["metrics-server"], cp, port))
+
+        def serving() -> bool:
+            self.check_alive()
+            return metrics.serving(rest)
+
+        wait_until(serving, timeout=120, interval=1, what="metrics.k8s.io to report the node")
+        return time.monotonic() - started
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = layout.LOG_DIR / f"{name}.log"
@@ -280,7 +301,7 @@ class NodeCluster:
         """Reverse order: pods, node components, containerd, control plane, then the host."""
         if self.provisioner is not None:
             self.provisioner.stop()
-        for name in ("kube-proxy", "kubelet"):
+        for name in ("metrics-server", "kube-proxy", "kubelet"):
             if name in self.processes:
                 self.processes.pop(name).stop()
         if "containerd" in self.processes:

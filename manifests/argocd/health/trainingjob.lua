@@ -12,7 +12,7 @@ local phase = status.phase
 local message = status.message or ("TrainingJob is " .. phase)
 if phase == "Succeeded" then
   return {status = "Healthy", message = message}
-elseif phase == "Pending" or phase == "Running" then
+elseif phase == "Pending" or phase == "Searching" or phase == "Running" then
   -- Pending also covers waiting for the Dataset, which reports its own health.
   return {status = "Progressing", message = message}
 elseif phase == "Failed" or phase == "Rejected" then

@@ -9,6 +9,10 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+KEEP_DEFAULT = "x-modelwerk-keep-default"
+"""A field's ``json_schema_extra`` key for crdgen: the CRD keeps this field's default, so the
+API server writes it (crdgen drops every other default)."""
+
 
 class ApiModel(BaseModel):
     """Every API object and sub-object.

@@ -8,7 +8,13 @@ from typing import Any
 
 from modelwerk.api.v1alpha1.dataset import Dataset
 from modelwerk.builders.labels import child_labels, child_name, owner_reference
-from modelwerk.builders.workload import Workload, WorkloadConfig, build_job, build_pod_spec
+from modelwerk.builders.workload import (
+    SOURCE_ENV_PREFIX,
+    Workload,
+    WorkloadConfig,
+    build_job,
+    build_pod_spec,
+)
 
 DATASET_LABEL = "modelwerk.dev/dataset"
 
@@ -30,13 +36,6 @@ def validation_job_name(dataset: Dataset, fingerprint: str) -> str:
     return child_name(dataset.metadata.name, f"validate-{fingerprint}")
 
 
-def _source_claim(dataset: Dataset) -> tuple[str, ...]:
-    uri = dataset.spec.source.uri or ""
-    if uri.startswith("pvc://"):
-        return (uri.removeprefix("pvc://").split("/", 1)[0],)
-    return ()
-
-
 def build_validation_job(
     dataset: Dataset, fingerprint: str, config: WorkloadConfig
 ) -> dict[str, Any]:
@@ -50,12 +49,10 @@ def build_validation_job(
     }
     workload = Workload(
         command=["modelwerk", "data", "validate"],
-        env={
-            "MODELWERK_DATASET": json.dumps(identity, sort_keys=True),
-            "MODELWERK_ARTIFACT_ROOT": f"pvc://{config.artifact_pvc}",
-        },
-        claims=(config.artifact_pvc, *_source_claim(dataset)),
+        env={"MODELWERK_DATASET": json.dumps(identity, sort_keys=True)},
+        reads=(dataset.spec.source.uri,),
         secret_env=dataset.spec.source.secret_ref.name if dataset.spec.source.secret_ref else None,
+        secret_env_prefix=SOURCE_ENV_PREFIX,
         resources=dataset.spec.resources,
     )
     return build_job(
@@ -63,7 +60,7 @@ def build_validation_job(
         namespace=meta.namespace,
         labels=labels,
         owner=owner_reference(dataset),
-        pod_spec=build_pod_spec(workload, config),
+        pod_spec=build_pod_spec(workload, config, meta.namespace),
         active_deadline_seconds=dataset.spec.active_deadline_seconds,
         # Validation is deterministic: a failure repeats, so retrying only delays the verdict.
         backoff_limit=0,

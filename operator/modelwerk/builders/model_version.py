@@ -1,7 +1,9 @@
-"""The verification Job of a ModelVersion: does its artifact exist with the declared hash?"""
+"""The verification Job of a ModelVersion: does its artifact exist with the declared hash?
+It also tags the version's MLflow run with it, when the version records one."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from modelwerk.api.v1alpha1.model_version import ModelVersion
@@ -11,33 +13,46 @@ from modelwerk.builders.workload import Workload, WorkloadConfig, build_job, bui
 VERIFY_DEADLINE_SECONDS = 600
 
 
+@dataclass(frozen=True)
+class RunTag:
+    """The MLflow run the verification pod tags with the version, and the Secret whose keys
+    (the trainer's credentials for that server) become the pod's environment."""
+
+    tracking_uri: str
+    run_id: str
+    credentials_secret: str | None = None
+
+
 def verification_job_name(mv: ModelVersion) -> str:
     return child_name(mv.metadata.name, f"verify-{mv.spec.artifact.sha256[:10]}")
 
 
-def artifact_claim(uri: str) -> str | None:
-    """The PersistentVolumeClaim a ``pvc://`` URI lives on.
-
-    >>> artifact_claim("pvc://modelwerk-artifacts/models/m/x/model.joblib")
-    'modelwerk-artifacts'
-    >>> artifact_claim("s3://bucket/model.joblib") is None
-    True
-    """
-    return uri.removeprefix("pvc://").split("/", 1)[0] if uri.startswith("pvc://") else None
-
-
-def build_verification_job(mv: ModelVersion, config: WorkloadConfig) -> dict[str, Any]:
+def build_verification_job(
+    mv: ModelVersion, config: WorkloadConfig, tag: RunTag | None = None
+) -> dict[str, Any]:
     artifact = mv.spec.artifact
-    claim = artifact_claim(artifact.uri)
+    command = ["modelwerk", "verify", "--uri", artifact.uri, "--sha256", artifact.sha256]
+    compiled = mv.spec.compiled
+    if compiled is not None and compiled.verified and compiled.uri and compiled.sha256:
+        command += ["--compiled-uri", compiled.uri, "--compiled-sha256", compiled.sha256]
+    if tag is not None:
+        command += [
+            "--mlflow-tracking-uri", tag.tracking_uri,
+            "--mlflow-run-id", tag.run_id,
+            "--model-version", mv.metadata.name,
+            "--model-version-number", str(mv.spec.version),
+        ]  # fmt: skip
     workload = Workload(
-        command=["modelwerk", "verify", "--uri", artifact.uri, "--sha256", artifact.sha256],
+        command=command,
         env={},
-        claims=(claim,) if claim else (),
+        reads=(artifact.uri,),
+        writes_store=False,  # verification never writes
+        secret_env=tag.credentials_secret if tag else None,
+        # A missing Secret must not hold verification back: the tag is refused, and the
+        # ModelVersion's Tracked condition says so.
+        secret_env_optional=True,
     )
-    pod_spec = build_pod_spec(workload, config)
-    for mount in pod_spec["containers"][0]["volumeMounts"]:
-        if mount["name"].startswith("pvc-"):
-            mount["readOnly"] = True  # verification never writes
+    pod_spec = build_pod_spec(workload, config, mv.metadata.namespace)
     return build_job(
         name=verification_job_name(mv),
         namespace=mv.metadata.namespace,

@@ -10,25 +10,31 @@ ratio), the preview and canary Services select the idle color.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from modelwerk.api.v1alpha1.deployment import Deployment
 from modelwerk.api.v1alpha1.model_version import ModelVersion
+from modelwerk.builders.artifact_store import is_remote
+from modelwerk.builders.experiment import ArmRole, arm_env
 from modelwerk.builders.labels import child_labels, child_name, owner_reference
-from modelwerk.builders.model_version import artifact_claim
+from modelwerk.builders.monitor import server_capture
+from modelwerk.builders.shadow import ShadowRole, shadow_env
 from modelwerk.builders.workload import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     PVC_ROOT,
     TERMINATION_MESSAGE_PATH,
     WorkloadConfig,
-    pvc_mount_path,
+    claim_mounts,
 )
 
 DEPLOYMENT_LABEL = "modelwerk.dev/deployment"
 TRACK_LABEL = "modelwerk.dev/track"
 VERSION_LABEL = "modelwerk.dev/model-version"
 SERVER_PORT = 8080
+MODEL_CACHE = "/var/run/modelwerk/models"
+"""emptyDir a serving pod downloads a remote model into, verified, before loading it."""
 SERVER_COMPONENT = "server"
 """``app.kubernetes.io/component`` of the serving pods."""
 
@@ -62,12 +68,30 @@ def server_args(dep: Deployment, mv: ModelVersion) -> list[str]:
         "--max-batch-size", str(server.max_batch_size),
         "--max-batch-delay-ms", f"{server.max_batch_delay_ms:g}",
     ]  # fmt: skip
+    args += compiled_args(dep, mv)
+    if server.allow_version_mismatch:
+        args.append("--allow-version-mismatch")
     drift = dep.spec.monitoring.drift if dep.spec.monitoring else None
     if drift is not None:
         args += ["--drift-method", drift.method, "--drift-window", str(drift.window)]
     threshold = drift_threshold(dep)
     if threshold is not None:
         args += ["--drift-threshold", repr(threshold)]
+    return args
+
+
+def compiled_args(dep: Deployment, mv: ModelVersion) -> list[str]:
+    """The backend flags: the verified compiled model is passed unless joblib is asked for.
+
+    The expected sha256 comes from the ModelVersion (immutable), never from the model card.
+    """
+    server = dep.spec.server
+    args = ["--backend", server.backend]
+    compiled = mv.spec.compiled
+    if server.backend != "joblib" and compiled is not None and compiled.verified:
+        assert compiled.uri is not None and compiled.sha256 is not None  # validated
+        args += ["--compiled-uri", compiled.uri, "--compiled-sha256", compiled.sha256]
+        args += ["--intra-op-threads", str(server.intra_op_threads)]
     return args
 
 
@@ -98,34 +122,52 @@ def drift_threshold(dep: Deployment) -> float | None:
 
 
 def build_track(
-    dep: Deployment, mv: ModelVersion, track: str, replicas: int, config: WorkloadConfig
+    dep: Deployment,
+    mv: ModelVersion,
+    track: str,
+    replicas: int,
+    config: WorkloadConfig,
+    arm: ArmRole | None = None,
+    shadow: ShadowRole | None = None,
+    service_ips: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The apps/v1 Deployment serving ``mv`` on ``track``; a new version rolls pods over with
-    no loss of capacity (maxUnavailable 0)."""
+    """The apps/v1 Deployment serving ``mv`` on ``track`` (as one arm of an experiment, with
+    ``arm``; copying requests to a candidate, with ``shadow``; ``service_ips`` are the cluster
+    IPs of the Services they reach); a new version rolls pods over with no loss of capacity
+    (maxUnavailable 0)."""
     meta = dep.metadata
     labels = child_labels(
         dep,
         SERVER_COMPONENT,
         **{DEPLOYMENT_LABEL: meta.name, TRACK_LABEL: track, VERSION_LABEL: mv.metadata.name},
     )
-    claim = artifact_claim(mv.spec.artifact.uri)
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if claim:
-        volumes.append(
-            {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-        )
-        mounts.append({"name": "artifacts", "mountPath": pvc_mount_path(claim), "readOnly": True})
-    probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
+    capture = server_capture(dep, track, config)
     resources = dep.spec.server.resources
+    container_resources = (resources.to_k8s() if resources else None) or DEFAULT_SERVER_RESOURCES
+    # Serving pods write production data (captures, labels) to the store, and read the model.
+    claims, claim_volume_mounts = claim_mounts(config.store, (mv.spec.artifact.uri,), writable=True)
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, *claims]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}, *claim_volume_mounts]
+    env = config.store.env(meta.namespace)
+    if is_remote(mv.spec.artifact.uri):
+        # A model bigger than the memory it unpickles into cannot be served anyway.
+        memory = container_resources.get("limits", {}).get("memory")
+        volumes.append({"name": "models", "emptyDir": {"sizeLimit": memory} if memory else {}})
+        mounts.append({"name": "models", "mountPath": MODEL_CACHE})
+        env.append({"name": "MODELWERK_MODEL_CACHE", "value": MODEL_CACHE})
+    probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
     container = {
         "name": "server",
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
-        "command": server_args(dep, mv),
+        "command": server_args(dep, mv) + (capture.args if capture else []),
         "env": [
+            *env,
             {"name": "MODELWERK_PVC_ROOT", "value": PVC_ROOT},
             {"name": "HOME", "value": "/tmp"},
+            *(capture.env if capture else []),
+            *(arm_env(dep, arm, service_ips) if arm is not None else []),
+            *(shadow_env(dep, shadow, service_ips) if shadow is not None else []),
         ],
         "ports": [{"name": "http", "containerPort": SERVER_PORT}],
         "readinessProbe": probe,
@@ -137,7 +179,7 @@ def build_track(
         "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 90},
         # Endpoints drop a terminating pod asynchronously: keep answering meanwhile.
         "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
-        "resources": (resources.to_k8s() if resources else None) or DEFAULT_SERVER_RESOURCES,
+        "resources": container_resources,
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",

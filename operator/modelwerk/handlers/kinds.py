@@ -8,6 +8,7 @@ in a thread pool, and the work queue (asyncio) may only be touched from the even
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +17,13 @@ import kopf
 from modelwerk.api import GROUP, VERSION
 from modelwerk.api.base import Resource
 from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
+from modelwerk.api.v1alpha1.deployment import DeploymentStatus
+from modelwerk.builders.artifact_store import ArtifactStore
 from modelwerk.builders.labels import COMPONENT, MANAGED_SELECTOR, OWNER_KIND, OWNER_NAME
+from modelwerk.builders.monitor import MONITOR_COMPONENT
 from modelwerk.builders.serving import SERVER_COMPONENT
-from modelwerk.builders.workload import WorkloadConfig
+from modelwerk.builders.workload import MlflowDefault, WorkloadConfig
+from modelwerk.experiment_metrics import forget_experiment, record_experiment, record_shadow
 from modelwerk.handlers.context import Context
 from modelwerk.handlers.reconcile import Key, KindReconciler
 from modelwerk.kube import resources
@@ -27,57 +32,110 @@ from modelwerk.kube.observe import (
     observe_deployment,
     observe_jobs,
     observe_production,
+    observe_store_override,
+    observe_trainer,
     observe_training,
 )
+from modelwerk.logic.artifact_store import StoreProblem, blocked, resolve_store, usable
 from modelwerk.logic.dataset import reconcile_dataset
 from modelwerk.logic.deployment import reconcile_deployment
 from modelwerk.logic.model_version import ObservedModelVersion, reconcile_model_version
 from modelwerk.logic.plan import Plan
 from modelwerk.logic.training_job import reconcile_training_job
-from modelwerk.metrics import forget_deployment, record_rollout, record_training
+from modelwerk.metrics import (
+    forget_deployment,
+    record_model_version,
+    record_rollout,
+    record_training,
+)
 
 
-def _workload(ctx: Context) -> WorkloadConfig:
+def _workload(ctx: Context, store: ArtifactStore) -> WorkloadConfig:
     s = ctx.settings
     return WorkloadConfig(
         image=s.runtime_image,
         image_pull_policy=s.image_pull_policy,
-        artifact_pvc=s.artifact_pvc,
+        store=store,
         artifact_pvc_size=s.artifact_pvc_size,
         artifact_storage_class=s.artifact_storage_class,
+        mlflow=MlflowDefault(
+            tracking_uri=s.mlflow_tracking_uri,
+            experiment=s.mlflow_experiment,
+            credentials_secret=s.mlflow_credentials_secret,
+        )
+        if s.mlflow_tracking_uri
+        else None,
     )
+
+
+async def _in_store(
+    ctx: Context,
+    obj: Dataset | TrainingJob | ModelVersion | Deployment,
+    now: datetime,
+    decide: Callable[[WorkloadConfig], Awaitable[Plan]],
+) -> Plan:
+    """Decide with the namespace's artifact store, or report why it cannot be used."""
+    override = await observe_store_override(ctx.kube, obj.metadata.namespace)
+    store = resolve_store(ctx.settings.store(), override)
+    generation = obj.metadata.generation
+    if isinstance(store, StoreProblem):  # running serving pods are left alone
+        return blocked(obj.status, store, generation=generation, now=now)
+    return usable(await decide(_workload(ctx, store)), store, generation=generation, now=now)
 
 
 async def _decide_dataset(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, Dataset)
-    observed = await observe_dataset(ctx.kube, obj, ctx.settings.artifact_pvc)
-    return reconcile_dataset(obj, observed, now=now, config=_workload(ctx))
+
+    async def decide(config: WorkloadConfig) -> Plan:
+        observed = await observe_dataset(ctx.kube, obj, config.store.claim)
+        return reconcile_dataset(obj, observed, now=now, config=config)
+
+    return await _in_store(ctx, obj, now, decide)
 
 
 async def _decide_training_job(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, TrainingJob)
-    observed = await observe_training(ctx.kube, obj, ctx.settings.artifact_pvc)
-    plan = reconcile_training_job(obj, observed, now=now, config=_workload(ctx))
-    record_training(obj, plan)
-    return plan
+
+    async def decide(config: WorkloadConfig) -> Plan:
+        observed = await observe_training(ctx.kube, obj, config.store.claim)
+        plan = reconcile_training_job(obj, observed, now=now, config=config)
+        record_training(obj, plan)
+        return plan
+
+    return await _in_store(ctx, obj, now, decide)
 
 
 async def _decide_model_version(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, ModelVersion)
     meta = obj.metadata
-    observed = ObservedModelVersion(
-        jobs=await observe_jobs(ctx.kube, "ModelVersion", meta.namespace, meta.name),
-        other_production=await observe_production(ctx.kube, obj),
-    )
-    return reconcile_model_version(obj, observed, now=now, config=_workload(ctx))
+
+    async def decide(config: WorkloadConfig) -> Plan:
+        observed = ObservedModelVersion(
+            jobs=await observe_jobs(ctx.kube, "ModelVersion", meta.namespace, meta.name),
+            other_production=await observe_production(ctx.kube, obj),
+            training_job=await observe_trainer(ctx.kube, obj),
+        )
+        plan = reconcile_model_version(obj, observed, now=now, config=config)
+        record_model_version(obj, plan)
+        return plan
+
+    return await _in_store(ctx, obj, now, decide)
 
 
 async def _decide_deployment(ctx: Context, obj: Resource, now: datetime) -> Plan:
     assert isinstance(obj, Deployment)
-    observed = await observe_deployment(ctx.kube, ctx.metrics, obj, now)
-    plan = reconcile_deployment(obj, observed, now=now, config=_workload(ctx))
-    record_rollout(obj, plan)
-    return plan
+
+    async def decide(config: WorkloadConfig) -> Plan:
+        observed = await observe_deployment(ctx.kube, ctx.metrics, obj, now)
+        plan = reconcile_deployment(obj, observed, now=now, config=config)
+        record_rollout(obj, plan)
+        if isinstance(plan.status, DeploymentStatus):
+            ns, name = obj.metadata.namespace, obj.metadata.name
+            record_experiment(ns, name, obj.status.experiment, plan.status.experiment)
+            record_shadow(ns, name, plan.status.shadow)
+        return plan
+
+    return await _in_store(ctx, obj, now, decide)
 
 
 RECONCILERS: dict[str, KindReconciler] = {
@@ -96,6 +154,7 @@ def _enqueue(memo: Any, key: Key, event_type: str | None) -> None:
         ctx.queue.forget(key)
         if key.kind == "Deployment":
             forget_deployment(key.namespace, key.name)
+            forget_experiment(key.namespace, key.name)
     else:
         ctx.queue.add(key)
 
@@ -143,7 +202,7 @@ def child_selector(rt: resources.ResourceType) -> str:
     """The label selector the API server applies to a child watch.
 
     Only what the operator manages; and of the pods only those of Jobs, whose termination
-    messages carry the results the decisions read. A serving pod's readiness reaches its owner
+    messages carry the results the decisions read (not serving or aggregator pods). A serving pod's readiness reaches its owner
     through its apps/v1 Deployment, whose status (ready, available, updated replicas) is what
     the decision reads, so an event of the pod itself would only cost a reconcile more, and
     the pods held in the watch are a quarter of all watched objects with 1,000 Deployments
@@ -151,7 +210,7 @@ def child_selector(rt: resources.ResourceType) -> str:
     """
     selector = ",".join(f"{k}={v}" for k, v in MANAGED_SELECTOR.items())
     if rt == resources.PODS:
-        selector += f",{COMPONENT}!={SERVER_COMPONENT}"
+        selector += f",{COMPONENT} notin ({SERVER_COMPONENT},{MONITOR_COMPONENT})"
     return selector
 
 

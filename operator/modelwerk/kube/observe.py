@@ -10,20 +10,31 @@ from pydantic import ValidationError
 
 from modelwerk.api.v1alpha1 import Dataset, Deployment, ModelVersion, TrainingJob
 from modelwerk.api.v1alpha1.deployment import MetricSample
+from modelwerk.builders.artifact_store import STORE_CONFIGMAP
 from modelwerk.builders.labels import OWNER_KIND, OWNER_NAME
+from modelwerk.builders.monitor import MONITOR_LABEL, MONITOR_PORT, capture_of, monitor_name
 from modelwerk.builders.retraining import NUMBER_ANNOTATION, RETRAINING_LABEL
 from modelwerk.builders.serving import DEPLOYMENT_LABEL, SERVER_PORT, TRACK_LABEL, VERSION_LABEL
 from modelwerk.builders.training_job import RUN_LABEL, TRAINING_JOB_LABEL
 from modelwerk.kube import resources
 from modelwerk.kube.client import Kube
 from modelwerk.kube.scrape import MetricsReader, SampleError
+from modelwerk.logic.compatibility import Refusal, refusal_of
 from modelwerk.logic.dataset import ObservedDataset
 from modelwerk.logic.deployment import ObservedDeployment
 from modelwerk.logic.drift import DriftInput, RetrainingRun, wants_drift_sample
+from modelwerk.logic.experiment import look_due
+from modelwerk.logic.experiment_figures import ExperimentFigures
 from modelwerk.logic.jobs import JobOutcome, job_outcome
+from modelwerk.logic.live import LiveInput, wants_live, with_live_accuracy
 from modelwerk.logic.model_version import ProductionVersion
-from modelwerk.logic.rollout import TrackState, wants_sample
+from modelwerk.logic.rollout import wants_sample
+from modelwerk.logic.shadow import ShadowFigures
+from modelwerk.logic.shadow_rollout import wants_figures as wants_shadow_figures
+from modelwerk.logic.tracks import TrackState
+from modelwerk.logic.tracks import other as other_color
 from modelwerk.logic.training_job import ObservedTraining, RegisteredVersion
+from modelwerk.logic.version_tags import training_job_to_observe
 
 
 async def observe_jobs(
@@ -44,11 +55,22 @@ async def observe_jobs(
     }
 
 
-async def artifact_pvc_exists(kube: Kube, namespace: str, claim: str) -> bool:
-    return await kube.get(resources.PVCS, namespace, claim) is not None
+async def artifact_pvc_exists(kube: Kube, namespace: str, claim: str | None) -> bool:
+    """Whether the store's claim exists; a remote store (no claim) needs none."""
+    return claim is None or await kube.get(resources.PVCS, namespace, claim) is not None
 
 
-async def observe_dataset(kube: Kube, dataset: Dataset, artifact_pvc: str) -> ObservedDataset:
+async def observe_store_override(kube: Kube, namespace: str) -> dict[str, str] | None:
+    """The data of the namespace's artifact store ConfigMap, None when it has none."""
+    body = await kube.get(resources.CONFIG_MAPS, namespace, STORE_CONFIGMAP)
+    if body is None:
+        return None
+    return {str(k): str(v) for k, v in (body.get("data") or {}).items()}
+
+
+async def observe_dataset(
+    kube: Kube, dataset: Dataset, artifact_pvc: str | None
+) -> ObservedDataset:
     meta = dataset.metadata
     return ObservedDataset(
         jobs=await observe_jobs(kube, "Dataset", meta.namespace, meta.name),
@@ -56,7 +78,9 @@ async def observe_dataset(kube: Kube, dataset: Dataset, artifact_pvc: str) -> Ob
     )
 
 
-async def observe_training(kube: Kube, tj: TrainingJob, artifact_pvc: str) -> ObservedTraining:
+async def observe_training(
+    kube: Kube, tj: TrainingJob, artifact_pvc: str | None
+) -> ObservedTraining:
     meta = tj.metadata
     body = await kube.get(resources.DATASETS, meta.namespace, tj.spec.dataset_ref.name)
     versions = []
@@ -102,6 +126,21 @@ async def observe_production(kube: Kube, mv: ModelVersion) -> list[ProductionVer
     return found
 
 
+async def observe_trainer(kube: Kube, mv: ModelVersion) -> TrainingJob | None:
+    """The TrainingJob in ``mv``'s lineage, when tagging its MLflow run needs its settings;
+    None when not needed, gone or unreadable (the tag then goes without its credentials)."""
+    name = training_job_to_observe(mv)
+    if name is None:
+        return None
+    body = await kube.get(resources.TRAINING_JOBS, mv.metadata.namespace, name)
+    if body is None:
+        return None
+    try:
+        return TrainingJob.from_k8s(body)
+    except ValidationError:
+        return None
+
+
 def _track(body: dict[str, Any]) -> TrackState:
     meta, status = body["metadata"], body.get("status", {})
     deadline = any(
@@ -134,26 +173,147 @@ async def observe_deployment(
         body["metadata"].get("labels", {}).get(TRACK_LABEL, ""): _track(body)
         for body in await kube.list(resources.APPS_DEPLOYMENTS, meta.namespace, labels=owned)
     }
-    services = frozenset(
-        body["metadata"]["name"]
-        for body in await kube.list(resources.SERVICES, meta.namespace, labels=owned)
-    )
+    service_bodies = await kube.list(resources.SERVICES, meta.namespace, labels=owned)
+    services = frozenset(body["metadata"]["name"] for body in service_bodies)
+    service_ips = {
+        body["metadata"]["name"]: ip
+        for body in service_bodies
+        if (ip := (body.get("spec") or {}).get("clusterIP")) and ip != "None"
+    }
     routing = dep.spec.traffic_routing
     route = None
     if routing is not None and routing.http_route is not None:
         route = await kube.get(resources.HTTP_ROUTES, meta.namespace, routing.http_route.name)
     sample = None
     color = wants_sample(dep, now)
-    if color is not None and dep.status.canary_version is not None:
-        sample = await sample_color(kube, metrics, dep, color, dep.status.canary_version, now)
+    canary = dep.status.canary_version
+    if color is not None and canary is not None:
+        sample = await sample_color(kube, metrics, dep, color, canary, now)
+    live = await _observe_live(kube, metrics, dep, now, fresh=isinstance(sample, MetricSample))
+    if isinstance(sample, MetricSample) and canary is not None and capture_of(dep) is not None:
+        sample = with_live_accuracy(sample, live.reading, canary)
+    monitor = await kube.get(resources.APPS_DEPLOYMENTS, meta.namespace, monitor_name(dep))
+    refusals: list[Refusal] = []
+    if any(t.ready < t.replicas for t in tracks.values()):
+        # Serving pods are not watched; only while some are unready is it worth asking why.
+        for pod in await kube.list(resources.PODS, meta.namespace, labels=owned):
+            if (refusal := refusal_of(pod, VERSION_LABEL)) is not None:
+                refusals.append(refusal)
     return ObservedDeployment(
         versions=versions,
         tracks=tracks,
         services=services,
+        service_ips=service_ips,
         sample=sample,
         drift=await _observe_drift(kube, metrics, dep, now),
         route=route,
+        refusals=refusals,
+        live=live,
+        monitor=monitor is not None,
+        figures=await _experiment_figures(kube, metrics, dep, now),
+        shadow_figures=await _shadow_figures(kube, metrics, dep, now),
     )
+
+
+async def _observe_live(
+    kube: Kube, metrics: MetricsReader, dep: Deployment, now: datetime, *, fresh: bool
+) -> LiveInput:
+    """The aggregator's figures and the serving pods' capture counters, when due (or, with
+    ``fresh``, the figures alone for an analysis)."""
+    due = wants_live(dep, now)
+    if capture_of(dep) is None or not (due or fresh):
+        return LiveInput()
+    namespace, name = dep.metadata.namespace, dep.metadata.name
+    monitor = await _monitor(kube, dep)
+    reading = await metrics.read_live(*monitor) if monitor else "the aggregator pod is not running"
+    if not due:
+        return LiveInput(reading=reading)
+    serving = [
+        target
+        for pod in await kube.list(resources.PODS, namespace, labels={DEPLOYMENT_LABEL: name})
+        if (target := _running(pod, SERVER_PORT)) is not None
+    ]
+    return LiveInput(reading=reading, pods=await metrics.capture_counts(serving))
+
+
+async def _monitor(kube: Kube, dep: Deployment) -> tuple[str, int] | None:
+    """(IP, port) of the Deployment's running aggregator pod."""
+    meta = dep.metadata
+    pods = await kube.list(resources.PODS, meta.namespace, labels={MONITOR_LABEL: meta.name})
+    return next((t for pod in pods if (t := _running(pod, MONITOR_PORT)) is not None), None)
+
+
+def _running(pod: dict[str, Any], default_port: int) -> tuple[str, int] | None:
+    """(IP, http port) of a pod that is running and not being deleted."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    if meta.get("deletionTimestamp") or status.get("phase") != "Running":
+        return None
+    if not status.get("podIP"):
+        return None
+    return status["podIP"], _http_port(pod, default_port)
+
+
+async def _shadow_figures(
+    kube: Kube, metrics: MetricsReader, dep: Deployment, now: datetime
+) -> ShadowFigures | str | None:
+    """The stable pods' shadow counters when the shadow in progress is due a reading."""
+    shadow = dep.status.shadow
+    if shadow is None or not wants_shadow_figures(dep, now):
+        return None
+    meta = dep.metadata
+    color = dep.status.active_color or "blue"
+    pods = await kube.list(
+        resources.PODS, meta.namespace, labels={DEPLOYMENT_LABEL: meta.name, TRACK_LABEL: color}
+    )
+    targets = [t for pod in pods if (t := _scrape_target(pod, shadow.stable_version)) is not None]
+    try:
+        return await metrics.shadow_figures(targets)
+    except SampleError as exc:
+        return str(exc)
+
+
+async def _experiment_figures(
+    kube: Kube, metrics: MetricsReader, dep: Deployment, now: datetime
+) -> ExperimentFigures | str | None:
+    """Both arms' counters when the experiment in progress is due a look."""
+    status, spec = dep.status, dep.spec.strategy.experiment
+    if spec is None or status.paused or not look_due(status.experiment, spec, now):
+        return None
+    experiment = status.experiment
+    assert experiment is not None
+    meta = dep.metadata
+    pods = await kube.list(resources.PODS, meta.namespace, labels={DEPLOYMENT_LABEL: meta.name})
+    active = status.active_color or "blue"
+
+    def targets(color: str, version: str) -> list[tuple[str, int]]:
+        return [
+            t
+            for pod in pods
+            if pod["metadata"].get("labels", {}).get(TRACK_LABEL) == color
+            and (t := _scrape_target(pod, version)) is not None
+        ]
+
+    joined: tuple[str, int, float, str, str] | str | None = None
+    if capture_of(dep) is not None and experiment.start_time is not None:
+        monitor = await _monitor(kube, dep)
+        joined = (
+            (
+                *monitor,
+                experiment.start_time.timestamp(),
+                experiment.version_a,
+                experiment.version_b,
+            )
+            if monitor
+            else "the aggregator pod is not running"
+        )
+    try:
+        return await metrics.experiment_figures(
+            targets(active, experiment.version_a),
+            targets(other_color(active), experiment.version_b),
+            joined,
+        )
+    except SampleError as exc:
+        return str(exc)
 
 
 async def sample_color(
@@ -186,13 +346,17 @@ def _scrape_target(pod: dict[str, Any], version: str) -> tuple[str, int] | None:
     )
     if not ready or not status.get("podIP"):
         return None
+    return status["podIP"], _http_port(pod, SERVER_PORT)
+
+
+def _http_port(pod: dict[str, Any], default: int) -> int:
     ports = [
         p.get("containerPort")
         for c in pod.get("spec", {}).get("containers", [])
         for p in c.get("ports") or []
         if p.get("name") == "http"
     ]
-    return status["podIP"], int(ports[0] if ports else SERVER_PORT)
+    return int(ports[0] if ports else default)
 
 
 async def _observe_drift(

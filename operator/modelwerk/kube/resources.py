@@ -46,6 +46,7 @@ JOBS = ResourceType("batch", "v1", "jobs", "Job")
 PODS = ResourceType("", "v1", "pods", "Pod")
 SERVICES = ResourceType("", "v1", "services", "Service")
 PVCS = ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+CONFIG_MAPS = ResourceType("", "v1", "configmaps", "ConfigMap")
 EVENTS = ResourceType("", "v1", "events", "Event")
 APPS_DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "Deployment")
 HTTP_ROUTES = ResourceType("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
@@ -62,6 +63,7 @@ BY_KIND: dict[tuple[str, str], ResourceType] = {
         PODS,
         SERVICES,
         PVCS,
+        CONFIG_MAPS,
         EVENTS,
         APPS_DEPLOYMENTS,
         HTTP_ROUTES,

@@ -14,16 +14,18 @@ import asyncio
 import json
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from modelwerk.api.v1alpha1.deployment import MetricSample
 from modelwerk.builders.labels import child_name
 from modelwerk.kube.session import LazySession
-from modelwerk.logic import measure
-from modelwerk.logic.rollout import COLORS
+from modelwerk.logic import experiment_figures as figures
+from modelwerk.logic import live, measure, shadow
+from modelwerk.logic.tracks import COLORS
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,9 @@ MAX_EXPOSITION_BYTES = 4 * 1024 * 1024
 """A model server's exposition is tens of KiB; anything far larger is not one."""
 POD_NAME_PREFIX = 58
 """Characters of a ReplicaSet's name a pod's generated name keeps (63 minus 5 random)."""
+
+
+T = TypeVar("T")
 
 
 class SampleError(Exception):
@@ -56,16 +61,92 @@ class MetricsReader:
         :class:`SampleError` when none of them answered."""
         if not targets:
             raise SampleError("no serving pod to read metrics from")
-        outcomes = await asyncio.gather(*(self._pod(ip, port) for ip, port in targets))
+        outcomes = await asyncio.gather(
+            *(self._pod(ip, port, measure.parse_pod) for ip, port in targets)
+        )
         pods = [o for o in outcomes if isinstance(o, measure.PodMetrics)]
         if not pods:
             failures = "; ".join(str(o) for o in outcomes)
             raise SampleError(f"no serving pod answered: {_clip(failures, 900)}")
         return measure.combine(pods, now)
 
-    async def _pod(self, ip: str, port: int) -> measure.PodMetrics | str:
+    async def capture_counts(self, targets: list[tuple[str, int]]) -> list[live.PodCapture] | str:
+        """The capture counters of the serving pods at ``targets``; why none answered."""
+        if not targets:
+            return "no serving pod to read"
+        outcomes = await asyncio.gather(
+            *(
+                self._get(ip, port, "/metrics", live.parse_capture, "metrics")
+                for ip, port in targets
+            )
+        )
+        pods = [o for o in outcomes if isinstance(o, live.PodCapture)]
+        return pods or f"no serving pod answered: {_clip('; '.join(map(str, outcomes)), 900)}"
+
+    async def read_live(self, ip: str, port: int) -> live.LiveReading | str:
+        """The aggregator's figures, or why they could not be read."""
+        return await self._get(
+            ip, port, "/live", lambda text: live.parse_live(json.loads(text)), "live figures"
+        )
+
+    async def experiment_figures(
+        self,
+        a: list[tuple[str, int]],
+        b: list[tuple[str, int]],
+        joined: tuple[str, int, float, str, str] | str | None = None,
+    ) -> figures.ExperimentFigures:
+        """Both arms' experiment counters, from the pods of arm A (``a``) and arm B (``b``);
+        raises :class:`SampleError` unless every pod answered (a look at part of an arm's
+        units would show a sample-ratio mismatch that is not there). With capture on,
+        ``joined`` is the aggregator (IP, port), the experiment's start (seconds since the
+        epoch) and the two versions, or why there is no aggregator; its figures must be had
+        too."""
+        counters = [
+            figures.combine(await self._every_pod(targets, figures.parse_pod, f"arm {name}: "))
+            for name, targets in (("A", a), ("B", b))
+        ]
+        labels = None
+        if isinstance(joined, str):
+            raise SampleError(f"no joined labels: {joined}")
+        if joined is not None:
+            ip, port, since, version_a, version_b = joined
+            read = await self._get(
+                ip,
+                port,
+                f"/live?since={since:.3f}",
+                lambda text: figures.parse_joined(json.loads(text), version_a, version_b),
+                "experiment figures",
+            )
+            if isinstance(read, str):
+                raise SampleError(f"no joined labels from the aggregator: {read}")
+            labels = read
+        return figures.ExperimentFigures(counters[0], counters[1], labels)
+
+    async def shadow_figures(self, targets: list[tuple[str, int]]) -> shadow.ShadowFigures:
+        """The stable pods' shadow counters, summed; raises :class:`SampleError` unless every
+        pod answered (a reading without some pods would undercount)."""
+        return shadow.combine(await self._every_pod(targets, shadow.parse_pod, "stable "))
+
+    async def _every_pod(
+        self, targets: list[tuple[str, int]], parse: Callable[[str], T], what: str
+    ) -> list[T]:
+        outcomes = await asyncio.gather(*(self._pod(ip, port, parse) for ip, port in targets))
+        failures = [o for o in outcomes if isinstance(o, str)]
+        if not targets or failures:
+            raise SampleError(
+                f"{what}{len(targets) - len(failures)} of {len(targets)} serving pods answered"
+                + (f": {_clip('; '.join(failures), 600)}" if failures else "")
+            )
+        return [o for o in outcomes if not isinstance(o, str)]
+
+    async def _pod(self, ip: str, port: int, parse: Callable[[str], T]) -> T | str:
+        return await self._get(ip, port, "/metrics", parse, "Prometheus metrics")
+
+    async def _get(
+        self, ip: str, port: int, path: str, parse: Callable[[str], T], what: str
+    ) -> T | str:
         host = f"[{ip}]" if ":" in ip else ip
-        url = f"http://{host}:{port}/metrics"
+        url = f"http://{host}:{port}{path}"
         try:
             async with self._session.get().get(
                 url, timeout=self._pod_timeout, headers={"Accept": "text/plain"}
@@ -77,13 +158,13 @@ class MetricsReader:
                     body += chunk
                     if len(body) > MAX_EXPOSITION_BYTES:
                         return f"{host}:{port} sent more than {MAX_EXPOSITION_BYTES} bytes"
-            return measure.parse_pod(body.decode("utf-8", errors="replace"))
+            return parse(body.decode("utf-8", errors="replace"))
         except TimeoutError:
             return f"{host}:{port} did not answer within {self._pod_timeout.total:g} s"
         except aiohttp.ClientError as exc:
             return f"{host}:{port}: {_describe(exc)}"
         except ValueError as exc:
-            return f"{host}:{port} sent no Prometheus metrics ({_clip(str(exc), 120)})"
+            return f"{host}:{port} sent no {what} ({_clip(str(exc), 120)})"
 
     # ------------------------------------------------------------ Prometheus
     async def sample_prometheus(

@@ -36,6 +36,7 @@ class ObservedDataset:
     jobs: dict[str, JobOutcome]
     """Validation Jobs of this Dataset by name."""
     artifact_pvc_exists: bool
+    """Whether the store's claim exists (always true for a remote store)."""
 
 
 class ValidationResult(ApiModel):
@@ -86,8 +87,9 @@ def reconcile_dataset(
     create: list[dict[str, Any]] = []
     events: list[Event] = []
 
-    if not observed.artifact_pvc_exists:
-        create.append(build_artifact_pvc(config, meta.namespace))
+    claim = None if observed.artifact_pvc_exists else build_artifact_pvc(config, meta.namespace)
+    if claim is not None:
+        create.append(claim)
     # Every other run is superseded, finished or not: a refresh period or a spec edit that
     # comes while a run is still pending must not leave it behind (one more per period).
     stale = [
@@ -110,7 +112,7 @@ def reconcile_dataset(
             events.append(
                 Event("Normal", "ValidationStarted", f"Started validation Job {job_name}")
             )
-        new = _validating(dataset, job_name, now=now)
+        new = _validating(dataset, job_name, now=now, stuck=job.stuck if job else None)
     elif job.state == "Succeeded":
         new, event = _judged(dataset, job, now=now)
         if status.validation_job != job_name or status.phase in (None, "Pending", "Validating"):
@@ -154,7 +156,9 @@ def _set(
     )
 
 
-def _validating(dataset: Dataset, job_name: str, *, now: datetime) -> DatasetStatus:
+def _validating(
+    dataset: Dataset, job_name: str, *, now: datetime, stuck: str | None = None
+) -> DatasetStatus:
     status = dataset.status
     generation = dataset.metadata.generation
     # A refresh of an unchanged spec keeps serving the last good version meanwhile.
@@ -168,7 +172,8 @@ def _validating(dataset: Dataset, job_name: str, *, now: datetime) -> DatasetSta
         ready_reason="Validated" if still_ready else "Validating",
         validated="Unknown",
         validated_reason="Validating",
-        message=f"Validation Job {job_name} is running",
+        message=f"Validation Job {job_name} "
+        + (f"cannot start its pod: {stuck}" if stuck else "is running"),
         validation_job=job_name,
     )
 

@@ -8,6 +8,7 @@ the outcome into children, a status and events.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,29 +21,35 @@ from modelwerk.api.v1alpha1.deployment import (
     MetricSample,
 )
 from modelwerk.api.v1alpha1.model_version import ModelVersion
+from modelwerk.builders.experiment import arm_service_name
+from modelwerk.builders.monitor import build_monitor, capture_of, monitor_name
 from modelwerk.builders.serving import (
     build_service,
     build_track,
     canary_service_name,
     preview_service_name,
-    selector,
     track_name,
 )
+from modelwerk.builders.shadow import shadow_service_name
 from modelwerk.builders.workload import WorkloadConfig
 from modelwerk.logic.commands import pending_command
+from modelwerk.logic.compatibility import RECHECK_SECONDS, Refusal, with_incompatibility
 from modelwerk.logic.drift import DRIFT_DETECTED, DriftDecision, DriftInput, decide_drift
+from modelwerk.logic.experiment_figures import ExperimentFigures
+from modelwerk.logic.live import CAPTURE_DEGRADED, LiveDecision, LiveInput, decide_live
 from modelwerk.logic.plan import ObjectKey, Plan
 from modelwerk.logic.rollout import (
     Decision,
     RolloutInput,
-    TrackState,
     decide,
-    other,
     strategy_name,
     with_state,
 )
 from modelwerk.logic.routing import route_patch
+from modelwerk.logic.scaling import scale_status
+from modelwerk.logic.shadow import ShadowFigures
 from modelwerk.logic.status import with_ready
+from modelwerk.logic.tracks import TrackState, other
 
 WAIT_FOR_MODEL_SECONDS = 30.0
 
@@ -55,11 +62,25 @@ class ObservedDeployment:
     """The color tracks that exist, by color."""
     services: frozenset[str] = frozenset()
     """Names of the Services of this Deployment that exist."""
+    service_ips: Mapping[str, str] = field(default_factory=dict)
+    """Their cluster IPs: pods reach the arm and shadow Services by IP (not every cluster
+    resolves Service names, the e2e node among them)."""
     sample: MetricSample | str | None = None
     """Metrics of the idle color's pods, when an analysis needs them."""
     drift: DriftInput = field(default_factory=DriftInput)
     route: dict[str, Any] | None = None
     """The HTTPRoute named in trafficRouting, when it exists."""
+    refusals: list[Refusal] = field(default_factory=list)
+    """Serving pods that refused their model (another scikit-learn), read while a track is
+    not fully ready."""
+    live: LiveInput = field(default_factory=LiveInput)
+    """What the aggregator and the serving pods said about capture, when read."""
+    monitor: bool = False
+    """The aggregator's apps/v1 Deployment exists."""
+    figures: ExperimentFigures | str | None = None
+    """Both arms' experiment figures, when a look is due."""
+    shadow_figures: ShadowFigures | str | None = None
+    """The stable pods' shadow counters, when a reading is due."""
 
 
 def resolve(dep: Deployment, versions: list[ModelVersion]) -> tuple[ModelVersion | None, str, str]:
@@ -104,12 +125,15 @@ def reconcile_deployment(
             tracks=observed.tracks,
             command=pending_command(meta.annotations, dep.status.last_command),
             sample=observed.sample,
+            figures=observed.figures,
+            shadow_figures=observed.shadow_figures,
             route_problem=route.problem,
             now=now,
         )
     )
     state = decision.state
     drift = decide_drift(dep, observed.drift, now)
+    live = decide_live(dep, observed.live, now)
     apply, delete = _children(dep, observed, decision, config)
 
     phase, ready, status_reason, message = (
@@ -118,7 +142,7 @@ def reconcile_deployment(
         decision.reason,
         decision.message,
     )
-    requeue = _earliest(decision.requeue_after, drift.requeue_after)
+    requeue = _earliest(decision.requeue_after, drift.requeue_after, live.requeue_after)
     conditions = decision.conditions
     if target is None and state.stable_version is None:
         phase, ready, status_reason, message = "Progressing", "False", reason, why
@@ -137,6 +161,7 @@ def reconcile_deployment(
         if spec.model_selector
         else None
     )
+    scale = scale_status(dep, decision, observed.tracks)
     status = with_state(dep.status, state)
     status = with_ready(
         status,
@@ -150,20 +175,24 @@ def reconcile_deployment(
         model=model,
         strategy=strategy_name(dep),
         actual_weight=_actual_weight(dep, decision, observed.tracks),
-        replicas=sum(t.replicas for t in observed.tracks.values()),
-        ready_replicas=sum(t.ready for t in observed.tracks.values()),
-        selector=",".join(f"{k}={v}" for k, v in selector(dep).items()),
+        replicas=scale.replicas,
+        ready_replicas=scale.ready,
+        selector=scale.selector,
         endpoints=_endpoints(dep) if apply else dep.status.endpoints,
         drift=drift.drift,
     )
     status = _with_drift_condition(status, drift, meta.generation, now)
+    status = with_incompatibility(status, observed.refusals, generation=meta.generation, now=now)
+    if any(t.ready < t.replicas for t in observed.tracks.values()):
+        requeue = _earliest(requeue, RECHECK_SECONDS)
+    status = _with_live(status, live, meta.generation, now)
     return Plan(
         status=status,
         apply=tuple(apply),
         delete=tuple(delete),
         patch=route.patches(dep, decision),
         create=tuple(drift.create),
-        events=(*decision.events, *drift.events),
+        events=(*decision.events, *drift.events, *live.events),
         requeue_after=requeue,
     )
 
@@ -184,22 +213,42 @@ def _children(
             continue
         mv = by_name.get(want.version)
         if mv is not None:  # a deleted ModelVersion leaves its pods as they are
-            apply.append(build_track(dep, mv, color, want.replicas, config))
+            apply.append(
+                build_track(
+                    dep,
+                    mv,
+                    color,
+                    want.replicas,
+                    config,
+                    want.arm,
+                    want.shadow,
+                    observed.service_ips,
+                )
+            )
     if not apply and not observed.tracks:
         return apply, delete
+    capture = capture_of(dep)
+    if capture is not None:
+        apply.append(build_monitor(dep, capture, config))
+    elif observed.monitor:
+        delete.append(ObjectKey("apps/v1", "Deployment", meta.namespace, monitor_name(dep)))
     active = state.active_color
     rolling = state.canary_version is not None
     apply.append(
         build_service(dep, meta.name, None if _split(dep, decision) else active, public=True)
     )
     side = other(active) if rolling else active
+    experimenting = dep.spec.strategy.experiment is not None and rolling
     wanted = {
-        preview_service_name(dep): dep.spec.strategy.blue_green is not None,
-        canary_service_name(dep): dep.spec.strategy.canary is not None,
+        preview_service_name(dep): (dep.spec.strategy.blue_green is not None, side),
+        canary_service_name(dep): (dep.spec.strategy.canary is not None, side),
+        arm_service_name(dep, "a"): (experimenting, active),
+        arm_service_name(dep, "b"): (experimenting, other(active)),
+        shadow_service_name(dep): (decision.shadow_service, other(active)),
     }
-    for name, needed in wanted.items():
+    for name, (needed, track) in wanted.items():
         if needed:
-            apply.append(build_service(dep, name, side))
+            apply.append(build_service(dep, name, track))
         elif name in observed.services:
             delete.append(ObjectKey("v1", "Service", meta.namespace, name))
     return apply, delete
@@ -263,6 +312,8 @@ def _split(dep: Deployment, decision: Decision) -> bool:
     """The stable Service selects both colors: without an HTTPRoute, the canary's share of the
     traffic comes from the replica ratio."""
     routing = dep.spec.traffic_routing
+    if decision.select_both:
+        return True
     return decision.weight > 0 and (routing is None or routing.http_route is None)
 
 
@@ -273,6 +324,8 @@ def _actual_weight(
     state = decision.state
     if state.canary_version is None:
         return None
+    if decision.experiment_percent is not None:
+        return decision.experiment_percent  # assigned by the pods, whatever the replica ratio
     routing = dep.spec.traffic_routing
     if routing is not None and routing.http_route is not None:
         return decision.weight
@@ -294,6 +347,22 @@ def _with_drift_condition(
         status.conditions, DRIFT_DETECTED, state, reason, message, now=now, generation=generation
     )
     return status.model_copy(update={"conditions": conditions})
+
+
+def _with_live(
+    status: DeploymentStatus, live: LiveDecision, generation: int, now: datetime
+) -> DeploymentStatus:
+    conditions = status.conditions
+    if live.remove_condition:
+        conditions = [c for c in conditions if c.type != CAPTURE_DEGRADED]
+    elif live.condition is not None:
+        state, reason, message = live.condition
+        conditions = set_condition(
+            conditions, CAPTURE_DEGRADED, state, reason, message, now=now, generation=generation
+        )
+    return status.model_copy(
+        update={"conditions": conditions, "live_metrics": live.live, "capture": live.capture}
+    )
 
 
 def _earliest(*delays: float | None) -> float | None:

@@ -2,7 +2,8 @@
 
 The spec is immutable (CEL), so one verification per object is enough: Ready means the
 artifact existed with the declared sha256 when the operator checked. Model servers verify
-the hash again before they unpickle anything.
+the hash again before they unpickle anything. The same Job tags the version's MLflow run with
+it (logic/version_tags.py); how that went is the ``Tracked`` condition, never the phase.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from datetime import datetime
 
 from modelwerk.api.conditions import ConditionStatus
 from modelwerk.api.v1alpha1.model_version import ModelVersion, ModelVersionStatus, StageTransition
+from modelwerk.api.v1alpha1.training_job import TrainingJob
 from modelwerk.builders.model_version import build_verification_job, verification_job_name
 from modelwerk.builders.workload import WorkloadConfig
 from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.status import with_ready
+from modelwerk.logic.version_tags import run_tag, with_tracked
 
 VERIFIED = "Verified"
 _KEY_METRICS = ("accuracy", "f1", "r2", "rmse")
@@ -36,6 +39,9 @@ class ProductionVersion:
 class ObservedModelVersion:
     jobs: dict[str, JobOutcome]
     other_production: list[ProductionVersion] = field(default_factory=list)
+    training_job: TrainingJob | None = None
+    """The TrainingJob named in the lineage, when the verification Job needs its tracking
+    settings (``version_tags.training_job_to_observe``)."""
 
 
 def superseded_by(mv: ModelVersion, others: list[ProductionVersion], now: datetime) -> str | None:
@@ -71,6 +77,19 @@ def key_metric(mv: ModelVersion) -> str | None:
     return None
 
 
+def short_dataset_version(mv: ModelVersion) -> str | None:
+    """The dataset version's first 12 hex digits, as the Dataset shows its own.
+
+    >>> mv = ModelVersion.from_k8s({"spec": {"model": "m", "version": 1, "task": "regression",
+    ...     "artifact": {"uri": "pvc://a/b", "sha256": "0" * 64},
+    ...     "lineage": {"datasetVersion": "sha256:" + "0123456789abcdef" * 4}}})
+    >>> short_dataset_version(mv)
+    '0123456789ab'
+    """
+    version = mv.spec.lineage.dataset_version if mv.spec.lineage else None
+    return version.removeprefix("sha256:")[:12] if version else None
+
+
 def _stage_history(mv: ModelVersion, now: datetime) -> list[StageTransition]:
     history = list(mv.status.stage_history or [])
     if not history or history[-1].stage != mv.spec.stage:
@@ -86,7 +105,11 @@ def reconcile_model_version(
     job_name = verification_job_name(mv)
     job = observed.jobs.get(job_name)
     status = mv.status
-    common = {"key_metric": key_metric(mv), "stage_history": _stage_history(mv, now)}
+    common = {
+        "key_metric": key_metric(mv),
+        "short_dataset_version": short_dataset_version(mv),
+        "stage_history": _stage_history(mv, now),
+    }
 
     def with_state(
         phase: str, ready: ConditionStatus, reason: str, message: str, **extra: object
@@ -121,12 +144,21 @@ def reconcile_model_version(
         message = f"Verifying the artifact in Job {job_name}"
         return Plan(
             status=with_state("Pending", "Unknown", "Verifying", message),
-            create=(build_verification_job(mv, config),),
+            create=(
+                build_verification_job(
+                    mv, config, run_tag(mv, observed.training_job, config.mlflow)
+                ),
+            ),
         )
     if job.state in ("Pending", "Running"):
         return Plan(
             status=with_state(
-                "Pending", "Unknown", "Verifying", f"Verifying the artifact in Job {job_name}"
+                "Pending",
+                "Unknown",
+                "Verifying",
+                f"Verification Job {job_name} cannot start its pod: {job.stuck}"
+                if job.stuck
+                else f"Verifying the artifact in Job {job_name}",
             )
         )
     result = job.result or {}
@@ -140,11 +172,13 @@ def reconcile_model_version(
             verified_sha256=expected,
             last_verified_time=job.completion_time or now,
         )
-        return Plan(status=new, events=(Event("Normal", "Verified", message),))
+        new, tag_events = with_tracked(mv, new, job.result, now=now)
+        return Plan(status=new, events=(Event("Normal", "Verified", message), *tag_events))
     reason, detail = failure(job, "VerificationFailed")
     message = f"The artifact cannot be used: {detail}"
     new = with_state(
         "Failed", "False", reason, message, last_verified_time=job.completion_time or now
     )
+    new, tag_events = with_tracked(mv, new, job.result, now=now)
     events = () if status.phase == "Failed" else (Event("Warning", reason, message),)
-    return Plan(status=new, events=events)
+    return Plan(status=new, events=(*events, *tag_events))

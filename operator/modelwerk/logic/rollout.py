@@ -32,32 +32,23 @@ from modelwerk.api.v1alpha1.deployment import (
     MetricSample,
     RolloutRecord,
 )
+from modelwerk.api.v1alpha1.experiment import ExperimentStatus
+from modelwerk.api.v1alpha1.shadow import ShadowStatus
 from modelwerk.logic import analysis as runs
 from modelwerk.logic.commands import Command
+from modelwerk.logic.experiment import finished, waiting_for_promotion
+from modelwerk.logic.experiment_figures import ExperimentFigures
+from modelwerk.logic.experiment_rollout import run_experiment
 from modelwerk.logic.plan import Event
+from modelwerk.logic.shadow import ShadowFigures
+from modelwerk.logic.shadow_rollout import shadow_step
+from modelwerk.logic.shadow_rollout import standalone as standalone_shadow
+from modelwerk.logic.shadow_rollout import stopped as stopped_shadow
+from modelwerk.logic.spec_fingerprint import spec_hash
+from modelwerk.logic.tracks import Color, TrackState, Want, other, settled
 
-Color = Literal["blue", "green"]
-COLORS: tuple[Color, Color] = ("blue", "green")
 PRE_PROMOTION = "pre-promotion"
 Outcome = Literal["Promoted", "Aborted", "RolledBack", "Superseded"]
-
-
-def other(color: Color) -> Color:
-    return "green" if color == "blue" else "blue"
-
-
-@dataclass(frozen=True)
-class TrackState:
-    """What the apps/v1 Deployment of one color reports."""
-
-    version: str | None
-    replicas: int
-    updated: int
-    ready: int
-    available: int
-    current: bool
-    """Its controller has seen the latest spec (status.observedGeneration)."""
-    deadline_exceeded: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +63,10 @@ class RolloutInput:
     """The idle color's metrics, when ``wants_sample`` asked for them (a string: why not)."""
     route_problem: str | None = None
     """Why the HTTPRoute named for exact weights cannot carry them, if it cannot."""
+    figures: ExperimentFigures | str | None = None
+    """Both arms' experiment figures, when ``experiment.look_due`` asked for them."""
+    shadow_figures: ShadowFigures | str | None = None
+    """The stable pods' shadow counters, when ``shadow_rollout.wants_figures`` asked."""
 
 
 @dataclass
@@ -91,9 +86,12 @@ class State:
     scale_down_time: datetime | None
     aborted_version: str | None
     aborted_generation: int | None
+    aborted_spec_hash: str | None
     analysis_runs: list[AnalysisRun] | None
     history: list[RolloutRecord] | None
     last_command: str | None
+    experiment: ExperimentStatus | None
+    shadow: ShadowStatus | None
 
     @classmethod
     def of(cls, status: DeploymentStatus) -> State:
@@ -108,12 +106,6 @@ class State:
         values["analysis_runs"] = self.analysis_runs or None
         values["history"] = self.history or None
         return values
-
-
-@dataclass(frozen=True)
-class Want:
-    version: str
-    replicas: int
 
 
 @dataclass
@@ -132,6 +124,13 @@ class Decision:
     conditions: list[tuple[str, ConditionStatus, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    select_both: bool = False
+    """The stable Service selects both colors whatever the weight (an experiment's pods route
+    requests themselves)."""
+    experiment_percent: int | None = None
+    """The share of units an experiment in progress assigns to the new version."""
+    shadow_service: bool = False
+    """The idle color runs a shadow: ``<name>-shadow`` selects it."""
 
     def wake_in(self, seconds: float) -> None:
         seconds = max(seconds, 1.0)
@@ -140,6 +139,8 @@ class Decision:
 
 def strategy_name(dep: Deployment) -> str:
     strategy = dep.spec.strategy
+    if strategy.experiment:
+        return "Experiment"
     return "BlueGreen" if strategy.blue_green else "Canary" if strategy.canary else "Replace"
 
 
@@ -161,19 +162,6 @@ def split_replicas(replicas: int, weight: int) -> tuple[int, int]:
         return replicas, 0
     canary = max(1, math.ceil(replicas * weight / 100))
     return canary, max(1, replicas - canary)
-
-
-def settled(track: TrackState | None, version: str, replicas: int) -> bool:
-    """The track runs ``version`` on at least ``replicas`` available, up-to-date pods."""
-    if replicas == 0:
-        return True
-    return (
-        track is not None
-        and track.version == version
-        and track.current
-        and track.updated >= replicas
-        and track.available >= replicas
-    )
 
 
 def wants_sample(dep: Deployment, now: datetime) -> Color | None:
@@ -278,11 +266,10 @@ class _Machine:
         s, target = self.s, self.inp.target
         if self.inp.command is not None:
             self.command(self.inp.command)
-        generation = self.dep.metadata.generation
         if s.aborted_version is not None and (
-            target != s.aborted_version or s.aborted_generation != generation
+            target != s.aborted_version or self.spec_changed_since_abort()
         ):
-            s.aborted_version = s.aborted_generation = None
+            s.aborted_version = s.aborted_generation = s.aborted_spec_hash = None
         if s.stable_version is None:
             return self.first(target)
         if target is None or target == s.stable_version:
@@ -304,6 +291,8 @@ class _Machine:
             return self.blue_green(target)
         if strategy.canary is not None:
             return self.canary(target, strategy.canary.steps)
+        if strategy.experiment is not None:
+            return run_experiment(self, target, strategy.experiment)
         return self.replace(target)
 
     def command(self, cmd: Command) -> None:
@@ -322,7 +311,7 @@ class _Machine:
                 self.progressed()
                 self.resume_waits()
         elif cmd.verb == "retry":
-            s.aborted_version = s.aborted_generation = None
+            s.aborted_version = s.aborted_generation = s.aborted_spec_hash = None
         elif not in_progress:
             return
         elif cmd.verb == "abort":
@@ -330,10 +319,18 @@ class _Machine:
         elif cmd.verb in ("promote", "promote-full"):
             self.promote(full=cmd.verb == "promote-full")
 
+    def spec_changed_since_abort(self) -> bool:
+        s = self.s
+        if s.aborted_spec_hash is not None:
+            return s.aborted_spec_hash != spec_hash(self.dep)
+        return s.aborted_generation != self.dep.metadata.generation  # aborted before the hash
+
     def resume_waits(self) -> None:
         """``resume`` ends an indefinite pause step and reruns an inconclusive analysis."""
         s = self.s
         s.analysis_runs = [r for r in s.analysis_runs or [] if r.phase != "Inconclusive"]
+        if s.shadow is not None and s.shadow.phase == "Inconclusive":
+            s.shadow = None  # the shadow step mirrors again
         step = self.current_step()
         if step is not None and step.pause is not None and step.pause.duration_seconds is None:
             self.next_step()
@@ -370,6 +367,8 @@ class _Machine:
         step = self.current_step()
         if step is not None and step.pause is not None and step.pause.duration_seconds is not None:
             return False  # a timed pause ends by itself
+        if waiting_for_promotion(s.experiment, self.spec.strategy.experiment):
+            return False  # a person decides, as for a pause step
         deadline = s.progress_time + timedelta(seconds=self.spec.progress_deadline_seconds)
         if self.now >= deadline:
             return True
@@ -420,6 +419,11 @@ class _Machine:
             )
         self.d.colors[self.active] = Want(stable, self.n)
         self.keep_or_scale_down_idle()
+        free = self.idle in self.d.colors and self.d.colors[self.idle] is None
+        if self.spec.shadow is not None and not lost and free:
+            standalone_shadow(self, self.spec.shadow)
+        elif self.spec.shadow is None:
+            s.shadow = stopped_shadow(s.shadow, "spec.shadow was removed")
         if lost and s.canary_version is not None:
             # The version being rolled out vanished: finish nothing, keep serving stable.
             self.record(s.canary_version, "Aborted", "The new version is no longer available")
@@ -497,6 +501,8 @@ class _Machine:
             self.event("Normal", "Superseded", f"{s.canary_version} superseded by {target}")
         self.end_rollout()
         s.analysis_runs = []
+        s.experiment = None
+        s.shadow = stopped_shadow(s.shadow, f"the rollout of {target} needs the idle color")
         s.canary_version = target
         s.rollout_start_time = s.progress_time = self.now
         s.current_step_index = 0 if self.spec.strategy.canary is not None else None
@@ -515,11 +521,13 @@ class _Machine:
         assert version is not None
         self.record(version, "Aborted", message)
         self.event("Warning", "RolloutAborted", message)
+        s.experiment = finished(s.experiment, promoted=False, now=self.now)
         step = s.current_step_index
         self.end_rollout()
         s.current_step_index = step  # kept, so the status still shows where it stopped
         s.aborted_version = version
         s.aborted_generation = self.dep.metadata.generation
+        s.aborted_spec_hash = spec_hash(self.dep)
         s.scale_down_time = None
         self.d.colors[self.active] = Want(s.stable_version or version, self.n)
         self.d.colors[self.idle] = None
@@ -534,6 +542,7 @@ class _Machine:
         previous, old = s.stable_version, self.active
         self.record(version, outcome, message)
         self.event("Normal", outcome, f"Now serving {version} (was {previous})")
+        s.experiment = finished(s.experiment, promoted=True, now=self.now)
         self.end_rollout()
         s.stable_version = version
         s.active_color = other(old)
@@ -650,6 +659,12 @@ class _Machine:
                     return self.say(
                         "Paused", "PausedByStep", f"{where}: paused at {weight}% for {duration}s"
                     )
+                self.next_step()
+                continue
+            if step.shadow is not None:
+                verdict = shadow_step(self, target, step.shadow, index, where)
+                if verdict is not None:
+                    return verdict
                 self.next_step()
                 continue
             analysis_step = step.analysis

@@ -28,6 +28,7 @@ from modelwerk.plugin.render_command import (
     render_sent,
     render_timeout,
 )
+from modelwerk.plugin.render_runs import render_diff, render_runs
 from modelwerk.plugin.render_status import render_status
 from modelwerk.plugin.render_tables import render_history, render_list
 from modelwerk.plugin.text import parse_duration
@@ -159,6 +160,28 @@ def _list(cluster: Cluster, args: argparse.Namespace) -> int:
     return OK
 
 
+def _runs(cluster: Cluster, args: argparse.Namespace) -> int:
+    text = render_runs(
+        args.model,
+        cluster.list(all_namespaces=False, plural="trainingjobs"),
+        cluster.list(all_namespaces=False, plural="modelversions"),
+    )
+    if text:
+        sys.stdout.write(text)
+    else:
+        sys.stderr.write(
+            f"No runs or versions of model {args.model} in namespace {cluster.namespace}.\n"
+        )
+    return OK
+
+
+def _diff(cluster: Cluster, args: argparse.Namespace) -> int:
+    a = cluster.get(args.a, plural="modelversions")
+    b = cluster.get(args.b, plural="modelversions")
+    sys.stdout.write(render_diff(a, b))
+    return OK
+
+
 def _acted_on(obj: dict[str, Any], value: str) -> bool:
     return bool((obj.get("status") or {}).get("lastCommand") == value)
 
@@ -192,7 +215,8 @@ def _parser() -> _Parser:
     )
     parser = _Parser(
         prog="kubectl modelwerk",
-        description="Watch and steer modelwerk Deployments (kind Deployment, modelwerk.dev).",
+        description="Watch and steer modelwerk Deployments (kind Deployment, modelwerk.dev); "
+        "compare a model's runs and versions.",
         epilog=_EPILOG,
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -238,6 +262,21 @@ def _parser() -> _Parser:
         "-A", "--all-namespaces", action="store_true", help="List them in every namespace."
     )
     listing.set_defaults(run=_list)
+
+    runs = sub.add_parser(
+        "runs",
+        parents=[common],
+        help="Compare a model's training runs and versions side by side.",
+    )
+    runs.add_argument("model", metavar="MODEL", help="the registered model (spec.model.name)")
+    runs.set_defaults(run=_runs)
+
+    diff = sub.add_parser(
+        "diff", parents=[common], help="Show what differs between two ModelVersions."
+    )
+    diff.add_argument("a", metavar="VERSION_A")
+    diff.add_argument("b", metavar="VERSION_B")
+    diff.set_defaults(run=_diff)
     return parser
 
 

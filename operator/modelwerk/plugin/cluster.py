@@ -46,17 +46,17 @@ class Cluster:
     def close(self) -> None:
         self.api.api_client.close()
 
-    def get(self, name: str) -> dict[str, Any]:
+    def get(self, name: str, plural: str = PLURAL) -> dict[str, Any]:
         obj: dict[str, Any] = self.api.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name
+            GROUP, VERSION, self.namespace, plural, name
         )
         return obj
 
-    def list(self, *, all_namespaces: bool) -> list[dict[str, Any]]:
+    def list(self, *, all_namespaces: bool, plural: str = PLURAL) -> list[dict[str, Any]]:
         if all_namespaces:
-            found = self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            found = self.api.list_cluster_custom_object(GROUP, VERSION, plural)
         else:
-            found = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+            found = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)
         return list(found.get("items", []))
 
     def send_command(self, name: str, value: str) -> dict[str, Any]:

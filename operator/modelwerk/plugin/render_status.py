@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from modelwerk.api.commands import COMMAND_ANNOTATION
+from modelwerk.plugin.render_experiment import render_experiment
+from modelwerk.plugin.render_shadow import render_shadow, shadow_step_text
 from modelwerk.plugin.text import (
     NONE,
     age,
@@ -38,6 +40,8 @@ def render_status(obj: Mapping[str, Any], now: datetime) -> str:
         view.steps(),
         view.blue_green(),
         view.analysis_runs(),
+        render_experiment(obj, now),
+        render_shadow(obj, now),
         view.conditions(),
         view.endpoints(),
         view.monitoring(),
@@ -118,6 +122,8 @@ def step_text(step: Mapping[str, Any], analysis: Mapping[str, Any] | None) -> st
         every = seconds_text(settings["intervalSeconds"])
         counted = f"{count} measurements {every} apart" if count != 1 else "1 measurement"
         return f"analysis: {', '.join(checks)}; {counted}"
+    if "shadow" in step:
+        return shadow_step_text(mapping(step["shadow"]))
     return "(unknown step)"
 
 

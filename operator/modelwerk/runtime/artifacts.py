@@ -5,7 +5,9 @@ Layout of the artifact store (a directory, or any fsspec URL, named by ``MODELWE
     datasets/<dataset>/<sha256>/snapshot.parquet     canonical snapshot (content-addressed)
     datasets/<dataset>/<sha256>/profile.json         :class:`~modelwerk.runtime.profile.Profile`
     models/<model>/<sha256>/model.joblib             fitted sklearn Pipeline
+    models/<model>/<sha256>/model.onnx               the same pipeline compiled (when verified)
     models/<model>/<sha256>/model-card.json          :class:`ModelCard`
+    runs/<namespace>/<trainingjob>/<uid>/<run>/trials/part-*.parquet   search trials
 
 Paths are content-addressed, so an artifact is never overwritten: the same bytes land at the
 same path, different bytes at a different one.
@@ -24,6 +26,7 @@ Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
 
 MODEL_FILE = "model.joblib"
 MODEL_CARD_FILE = "model-card.json"
+COMPILED_FILE = "model.onnx"
 SNAPSHOT_FILE = "snapshot.parquet"
 PROFILE_FILE = "profile.json"
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -88,6 +91,89 @@ class Evaluation(_Contract):
     """Warnings raised while fitting (for example ConvergenceWarning), deduplicated."""
 
 
+class Agreement(_Contract):
+    """How the compiled model's answers compared with the original's on one set of rows."""
+
+    rows: int = Field(ge=0)
+    label_agreement: float | None = Field(default=None, alias="labelAgreement", ge=0, le=1)
+    """Classification: share of rows with the same predicted label."""
+    max_probability_diff: float | None = Field(default=None, alias="maxProbabilityDiff", ge=0)
+    max_abs_diff: float | None = Field(default=None, alias="maxAbsDiff", ge=0)
+    max_rel_diff: float | None = Field(default=None, alias="maxRelDiff", ge=0)
+
+
+class CompiledArtifact(_Contract):
+    """The pipeline compiled to ONNX next to ``model.joblib``, and its verification.
+
+    ``uri`` and ``sha256`` are set only when ``verified``: an unverified compilation is never
+    written, so it cannot be served by mistake.
+    """
+
+    verified: bool
+    reason: str | None = None
+    """Why there is no verified compiled model."""
+    uri: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int | None = Field(default=None, alias="sizeBytes", ge=0)
+    format: Literal["onnx"] = "onnx"
+    converter: str | None = None
+    """The converter and its version, for example ``skl2onnx 1.20.0``."""
+    opsets: dict[str, int] = Field(default_factory=dict)
+    """Opset per domain (``""`` is the ONNX default domain, ``ai.onnx.ml`` the ML operators)."""
+    precision: Literal["float64", "mixed", "float32"] | None = None
+    libraries: dict[str, str] = Field(default_factory=dict)
+    """onnx, onnxruntime and converter versions used to compile and verify."""
+    tolerance: dict[str, float] = Field(default_factory=dict)
+    """The bounds the comparison had to meet (probability, abs, rel)."""
+    snapshot: Agreement | None = None
+    """Every row of the dataset snapshot."""
+    holdout: Agreement | None = None
+    """The holdout rows (a subset of the snapshot)."""
+    seconds: float | None = Field(default=None, ge=0)
+    """Time spent converting and verifying."""
+
+
+class FairnessCard(_Contract):
+    """Group fairness on the holdout (``runtime.trainer.fairness``); everything it measured."""
+
+    sensitive_features: list[str] = Field(alias="sensitiveFeatures")
+    positive_label: str | None = Field(default=None, alias="positiveLabel")
+    min_group_size: int = Field(alias="minGroupSize", ge=1)
+    figures: dict[str, float] = Field(default_factory=dict)
+    """The worst value of each figure over the sensitive features (what gates read)."""
+    intervals: dict[str, list[float]] | None = None
+    """Bootstrap interval [low, high] of each worst figure."""
+    confidence: float | None = None
+    by_feature: dict[str, dict[str, float]] = Field(default_factory=dict, alias="byFeature")
+    """Each figure of each sensitive feature."""
+    groups: list[dict[str, Any]] = Field(default_factory=list)
+    """Every group: feature, group, count, gated, metrics."""
+    notes: list[str] = Field(default_factory=list)
+
+
+class RobustnessCard(_Contract):
+    """Perturbation tests on the holdout (``runtime.trainer.robustness``)."""
+
+    metric: str
+    baseline: float | None = None
+    tolerance: float | None = None
+    """Regression: the flip threshold, as a multiple of the holdout target's std."""
+    figures: dict[str, float] = Field(default_factory=dict)
+    """Every feature perturbed at once, by gate name without the ``robustness.`` prefix."""
+    findings: list[dict[str, Any]] = Field(default_factory=list)
+    """Each feature perturbed alone: perturbation, feature, level, flipRate, metricDrop."""
+    notes: list[str] = Field(default_factory=list)
+
+
+class TrialsRef(_Contract):
+    """Where the run's search trials are (``runtime.trainer.trials``)."""
+
+    uri: str
+    count: int = Field(ge=0)
+    scoring: str
+    best: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class ModelCard(_Contract):
     """Written next to ``model.joblib``; the one description of a trained model."""
 
@@ -107,3 +193,8 @@ class ModelCard(_Contract):
     evaluation: Evaluation | None = None
     duration_seconds: float | None = Field(default=None, alias="durationSeconds", ge=0)
     """Wall time of the training run that produced the artifact."""
+    compiled: CompiledArtifact | None = None
+    """The ONNX compilation of the pipeline (absent on cards written before it existed)."""
+    fairness: FairnessCard | None = None
+    robustness: RobustnessCard | None = None
+    trials: TrialsRef | None = None

@@ -15,6 +15,7 @@ A: Nothing is overwritten: the same address means the same content, so the exist
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -82,7 +83,10 @@ def commit(staging: str, final: str, marker: str) -> bool:
     )
     for name in names:
         fs.mv(f"{staging_path}/{name}", f"{final_path}/{name}")
-    fs.rm(staging_path, recursive=True)
+    # An object store has no directories: once its last file has moved, the staging prefix is
+    # gone by itself.
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(staging_path, recursive=True)
     return True
 
 

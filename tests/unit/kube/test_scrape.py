@@ -425,3 +425,66 @@ def test_queries_quote_label_values_and_match_long_pod_names() -> None:
 
 def test_the_pod_pattern_escapes_dots() -> None:
     assert 'pod=~"(a\\\\.b-blue-|a\\\\.b-green-).*"' in prometheus_queries("ml", "a.b", "v")["pods"]
+
+
+async def test_capture_counters_and_the_aggregators_figures_from_real_servers(
+    artifact: Artifact, model: LoadedModel, reader: MetricsReader, tmp_path: Any
+) -> None:
+    """A serving pod with capture on and an aggregator over the same store: the operator reads
+    the pod's capture counters and the aggregator's join."""
+    import threading
+
+    from modelwerk.logic.live import LiveReading, PodCapture
+    from modelwerk.runtime.capture.store import Store
+    from modelwerk.runtime.monitor.aggregator import Aggregator
+    from modelwerk.runtime.monitor.http import serve
+    from modelwerk.runtime.monitor.settings import MonitorSettings
+
+    settings = artifact.settings(
+        version="iris-v2", capture=True, capture_root=str(tmp_path), namespace="ml",
+        deployment=NAME, capture_flush_seconds=0.05,
+    )  # fmt: skip
+    async with serving(create_app(settings, model), "127.0.3.3") as pod, httpx.AsyncClient() as c:
+        traffic = Traffic(c, pod, artifact.frame)
+        for i in range(4):
+            await traffic.infer(f"r{i}")
+        await traffic.feedback("r0", [0, 0, 0])
+        assert pod.app.capture.predictions.flush(5) and pod.app.capture.labels.flush(5)
+        counts = await reader.capture_counts([pod.target, ("127.0.3.99", pod.port)])
+        assert counts == [PodCapture(written=15, dropped=0, failing=False)]
+    aggregator = Aggregator(
+        MonitorSettings(namespace="ml", deployment=NAME, grace_seconds=60), Store(str(tmp_path))
+    )
+    aggregator.tick()
+    server = serve(aggregator, "127.0.3.4", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reading = await reader.read_live("127.0.3.4", server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert isinstance(reading, LiveReading) and reading.store_error is None
+    (figure,) = reading.metrics.versions
+    expected = sum(p == 0 for p in traffic.predictions["r0"]) / 3
+    assert (figure.version, figure.matched, figure.accuracy) == ("iris-v2", 3, expected)
+    assert "Cannot connect" in str(await reader.read_live("127.0.3.99", 9))
+    assert await reader.capture_counts([]) == "no serving pod to read"
+
+
+async def test_experiment_and_shadow_readings_need_every_pod(
+    pods: list[Pod], reader: MetricsReader
+) -> None:
+    """Counters of real servers (no experiment, no shadow: all zero), and an error naming the
+    arm when one of its pods does not answer: a partial look would undercount that arm."""
+    a, b = pods
+    got = await reader.experiment_figures([a.target], [b.target])
+    assert (got.a.pods, got.b.pods, got.units("a")) == (1, 1, 0)
+    shadow = await reader.shadow_figures([a.target, b.target])
+    assert (shadow.pods, shadow.compared) == (2, 0)
+    gone = ("127.0.3.9", free_port("127.0.3.9"))
+    with pytest.raises(SampleError, match=r"^arm B: 1 of 2 serving pods answered: "):
+        await reader.experiment_figures([a.target], [b.target, gone])
+    with pytest.raises(SampleError, match=r"^stable 0 of 0 serving pods answered"):
+        await reader.shadow_figures([])

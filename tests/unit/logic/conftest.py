@@ -11,9 +11,7 @@ import pytest
 from modelwerk.builders.workload import WorkloadConfig
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-WORKLOAD = WorkloadConfig(
-    image="modelwerk/runtime:test", image_pull_policy="Never", artifact_pvc="modelwerk-artifacts"
-)
+WORKLOAD = WorkloadConfig(image="modelwerk/runtime:test", image_pull_policy="Never")
 
 
 def job(

@@ -16,8 +16,11 @@ from modelwerk.api.v1alpha1 import Deployment, ModelVersion
 from modelwerk.api.v1alpha1.deployment import MetricSample
 from modelwerk.logic.deployment import ObservedDeployment, reconcile_deployment
 from modelwerk.logic.drift import DriftInput
+from modelwerk.logic.experiment_figures import ExperimentFigures
+from modelwerk.logic.live import LiveInput
 from modelwerk.logic.plan import Plan
-from modelwerk.logic.rollout import TrackState
+from modelwerk.logic.shadow import ShadowFigures
+from modelwerk.logic.tracks import TrackState
 
 from .conftest import NOW, WORKLOAD
 
@@ -68,6 +71,8 @@ class Sim:
     services: dict[str, dict[str, str]] = field(default_factory=dict)
     created: list[dict[str, Any]] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
+    monitor: dict[str, Any] | None = None
+    """The aggregator's apps/v1 Deployment, once applied."""
 
     @property
     def status(self) -> Any:
@@ -80,20 +85,30 @@ class Sim:
         sample: MetricSample | str | None = None,
         drift: DriftInput | None = None,
         route: dict[str, Any] | None = None,
+        live: LiveInput | None = None,
+        figures: ExperimentFigures | str | None = None,
+        shadow_figures: ShadowFigures | str | None = None,
     ) -> Plan:
         observed = ObservedDeployment(
             versions=list(self.versions),
             tracks=dict(self.tracks),
             services=frozenset(self.services),
+            service_ips={name: self.service_ip(name) for name in self.services},
             sample=sample,
             drift=drift or DriftInput(),
             route=route,
+            live=live or LiveInput(),
+            monitor=self.monitor is not None,
+            figures=figures,
+            shadow_figures=shadow_figures,
         )
         plan = reconcile_deployment(self.dep, observed, now=self.now, config=WORKLOAD)
         self.dep = self.dep.model_copy(update={"status": plan.status})
         for child in plan.apply:
             meta = child["metadata"]
-            if child["kind"] == "Deployment":
+            if meta["labels"].get("app.kubernetes.io/component") == "monitor":
+                self.monitor = child
+            elif child["kind"] == "Deployment":
                 labels = meta["labels"]
                 replicas = child["spec"]["replicas"]
                 up = replicas if self.pods_ready else 0
@@ -106,7 +121,9 @@ class Sim:
             else:
                 self.services[meta["name"]] = child["spec"]["selector"]
         for key in plan.delete:
-            if key.kind == "Deployment":
+            if key.kind == "Deployment" and key.name.endswith("-monitor"):
+                self.monitor = None
+            elif key.kind == "Deployment":
                 self.tracks.pop(key.name.rsplit("-", 1)[1], None)
             else:
                 self.services.pop(key.name, None)
@@ -133,6 +150,11 @@ class Sim:
         annotations = body["metadata"].setdefault("annotations", {})
         annotations["modelwerk.dev/command"] = f"{verb}@{len(self.plans)}"
         self.dep = Deployment.from_k8s(body)
+
+    @staticmethod
+    def service_ip(name: str) -> str:
+        """A cluster IP per Service name, as the API server would allocate."""
+        return f"10.96.0.{sum(name.encode()) % 250 + 2}"
 
     def stable_selector(self) -> dict[str, str]:
         return self.services["iris"]

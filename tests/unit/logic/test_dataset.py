@@ -205,3 +205,35 @@ def test_a_refresh_supersedes_a_run_that_is_still_pending() -> None:
     plan = decide(ds, observed(job(previous, "Pending")))
     assert [c["metadata"]["name"] for c in plan.create] == [name_of_refresh(ds, 0)]
     assert [k.name for k in plan.delete] == [previous]
+
+
+def test_a_pod_that_cannot_start_says_why_and_nothing_is_retried() -> None:
+    """A Secret (or key) that does not exist: the kubelet retries the container without end, so
+    the run waits; the status says which Secret, so the user can create it."""
+    ds = dataset()
+    body, _ = job(name_of(ds), "Running")
+    waiting = {
+        "reason": "CreateContainerConfigError",
+        "message": 'secret "artifact-store" not found',
+    }
+    pod = {
+        "metadata": {"name": "p", "labels": {"job-name": name_of(ds)}},
+        "status": {"containerStatuses": [{"state": {"waiting": waiting}}]},
+    }
+    plan = decide(ds, observed((body, [pod])))
+    assert plan.create == () and plan.delete == () and plan.requeue_after is None
+    assert plan.status.phase == "Validating"
+    assert plan.status.message == (
+        f"Validation Job {name_of(ds)} cannot start its pod: "
+        'CreateContainerConfigError: secret "artifact-store" not found'
+    )
+
+
+def test_a_remote_store_needs_no_claim() -> None:
+    from dataclasses import replace
+
+    from modelwerk.builders.artifact_store import parse_store
+
+    config = replace(CONFIG, store=parse_store("s3://mlops/artifacts"))
+    plan = reconcile_dataset(dataset(), observed(pvc=False), now=NOW, config=config)
+    assert [c["kind"] for c in plan.create] == ["Job"]

@@ -247,12 +247,17 @@ def test_a_failing_analysis_aborts_with_all_traffic_on_stable() -> None:
     assert sim.status.canary_version == V2 and sim.status.current_step_index == 0
 
 
-def test_a_new_generation_after_an_abort_starts_a_fresh_rollout() -> None:
+def test_a_spec_change_after_an_abort_starts_a_fresh_rollout_a_scale_does_not() -> None:
     sim = canary_at_analysis()
     sim.command("abort")
     sim.step()
     assert sim.status.phase == "Aborted"
-    sim.set_spec(replicas=4, modelVersion=V2)  # any spec edit bumps the generation
+    # an autoscaler writing spec.replicas bumps the generation too, but is no reason to retry
+    sim.set_spec(replicas=7)
+    sim.step()
+    assert sim.status.phase == "Aborted" and sim.tracks["blue"].replicas == 7
+    assert "green" not in sim.tracks
+    sim.set_spec(progressDeadlineSeconds=300)  # any other spec edit is
     sim.step()
     assert sim.status.phase == "Progressing" and sim.status.canary_version == V2
 

@@ -2,7 +2,8 @@
 
 Each example drives one Deployment through a random mix of new target versions, pods that do
 or do not get Ready, passing / failing / missing analysis samples, manual commands and time
-jumps, checking after every reconcile what must always hold.
+jumps, and an autoscaler changing ``spec.replicas`` at any moment, checking after every
+reconcile what must always hold.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from modelwerk.api.v1alpha1.deployment import LatencyBucket, MetricSample
+from modelwerk.logic.rollout import split_replicas
 
 from .rollout_sim import Sim, deployment, version
 
@@ -47,6 +49,7 @@ action = st.one_of(
     ),
     st.tuples(st.just("wait"), st.sampled_from([1, 10, 31, DEADLINE + 1])),
     st.tuples(st.just("sample"), st.sampled_from(["good", "bad", "quiet", "error"])),
+    st.tuples(st.just("scale"), st.sampled_from([1, 2, 4, 7])),
 )
 
 
@@ -66,6 +69,7 @@ def _sample(sim: Sim, kind: str, counter: list[float]) -> MetricSample | str:
 
 def check(sim: Sim, before: dict[str, Any], *, in_place: bool) -> None:
     status, plan = sim.status, sim.plans[-1]
+    n = sim.dep.spec.replicas
     applied = {(c["kind"], c["metadata"]["name"]) for c in plan.apply}
     deleted = {(k.kind, k.name) for k in plan.delete}
     assert not applied & deleted, "a child is applied and deleted at once"
@@ -75,7 +79,7 @@ def check(sim: Sim, before: dict[str, Any], *, in_place: bool) -> None:
     if status.phase == "Aborted":
         assert selector[TRACK] == status.active_color, "after an abort only stable gets traffic"
         active = sim.tracks[status.active_color]
-        assert (active.version, active.replicas) == (status.stable_version, 4)
+        assert (active.version, active.replicas) == (status.stable_version, n)
         assert sim.version_on("green" if status.active_color == "blue" else "blue") is None
     if TRACK not in selector:  # canary split by replica ratio
         idle = "green" if status.active_color == "blue" else "blue"
@@ -87,6 +91,29 @@ def check(sim: Sim, before: dict[str, Any], *, in_place: bool) -> None:
         # Only the replace strategy rolls the new version over the stable color's pods.
         allowed = {status.stable_version, status.canary_version if in_place else None}
         assert sim.version_on(selector[TRACK]) in allowed
+    check_scale(sim, before)
+
+
+def check_scale(sim: Sim, before: dict[str, Any]) -> None:
+    """The scale subresource counts exactly the pods answering production requests."""
+    status, plan = sim.status, sim.plans[-1]
+    n = sim.dep.spec.replicas
+    scale = dict(part.split("=") for part in status.selector.split(","))
+    assert scale["modelwerk.dev/deployment"] == "iris"
+    stable = sim.stable_selector()
+    if TRACK in scale:  # one color: the one the stable Service sends to
+        assert stable.get(TRACK) == scale[TRACK], (stable, scale)
+        colors = [scale[TRACK]]
+    else:  # a canary with traffic: both colors answer production requests
+        assert status.canary_version is not None and TRACK not in stable
+        colors = ["blue", "green"]
+    assert status.replicas == sum(before[c].replicas for c in colors if c in before)
+    # the canary split follows the replica count the autoscaler set
+    weight = status.canary_weight
+    applied = {c["metadata"]["labels"][TRACK]: c for c in plan.apply if c["kind"] == "Deployment"}
+    active = applied.get(status.active_color)
+    if status.canary_version is not None and weight is not None and active and not status.paused:
+        assert active["spec"]["replicas"] == split_replicas(n, weight)[1], (n, weight)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,11 +155,16 @@ def test_invariants_hold_after_every_reconcile(
             sim.command(value)
         elif kind == "wait":
             sim.now += timedelta(seconds=value)
+        elif kind == "scale":
+            aborted = sim.status.phase == "Aborted"
+            sim.set_spec(replicas=value)  # what an HPA does through the scale subresource
         else:
             sample = _sample(sim, value, counter)
         before = dict(sim.tracks)
         sim.step(sample=sample)
         check(sim, before, in_place=strategy == "replace")
+        if kind == "scale" and aborted:
+            assert sim.status.phase == "Aborted", "a scale retried an aborted rollout"
 
     # Liveness: whatever state it is in, with pods that never get Ready and nobody acting, a
     # rollout ends by the deadline (or stays paused because a person paused it).

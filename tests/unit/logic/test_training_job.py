@@ -224,6 +224,27 @@ def test_a_failed_job_ends_failed_with_the_cause(result: Any, reason: str) -> No
     assert again.create == () and again.status.phase == "Failed"
 
 
+def test_a_job_marked_failure_target_is_failed_before_its_pods_are_gone() -> None:
+    # Kubernetes 1.31+: FailureTarget first, zero active pods while they terminate, Failed last.
+    # The run is Failed from the first of these, so its status is written once, not twice.
+    tj = training()
+    body, pods = job(name_of(tj), "Pending")
+    body["status"]["conditions"] = [
+        {
+            "type": "FailureTarget",
+            "status": "True",
+            "reason": "DeadlineExceeded",
+            "message": "Job was active longer than specified deadline",
+        }
+    ]
+    first = decide(tj, observed((body, pods)))
+    assert first.status.phase == "Failed"
+    assert "DeadlineExceeded" in (first.status.message or "")
+    body["status"]["conditions"].append({**body["status"]["conditions"][0], "type": "Failed"})
+    settled = decide(tj.model_copy(update={"status": first.status}), observed((body, pods)))
+    assert settled.status == first.status and settled.create == ()
+
+
 def test_editing_the_spec_starts_a_new_run() -> None:
     tj = training()
     done = decide(
@@ -245,3 +266,68 @@ def test_editing_the_spec_starts_a_new_run() -> None:
     plan = decide(edited, observed(job(name_of(tj), "Succeeded", RESULT)))
     assert [c["metadata"]["name"] for c in plan.create] == [name_of(edited)]
     assert plan.status.phase == "Running" and plan.status.model_version is None
+
+
+FAIR_RESULT = {
+    **RESULT,
+    "fairness": {
+        "sensitiveFeatures": ["sex"],
+        "figures": {"demographicParityRatio": 0.7},
+        "groups": [{"feature": "sex", "group": "f", "count": 40, "gated": True, "metrics": {}}],
+        "groupsTruncated": True,
+    },
+    "robustness": {"metric": "accuracy", "figures": {"noise.flipRate@0.1": 0.02}},
+    "trials": [{"rank": 1, "params": {"max_depth": 5}, "meanScore": 0.95}],
+    "trialCount": 3,
+    "environment": {"python": "3.11.2", "libraries": {"scikit-learn": "1.9.1"}},
+}
+
+
+def test_fairness_and_robustness_figures_are_gated_and_recorded() -> None:
+    fair = {"sensitiveFeatures": ["sex"]}
+    tj = training(
+        fairness=fair,
+        gates=[{"metric": "fairness.demographicParityRatio", "threshold": 0.8}],
+    )
+    plan = decide(tj, observed(job(name_of(tj), "Succeeded", FAIR_RESULT)))
+    assert plan.status.phase == "Rejected" and plan.create == ()
+    assert "fairness.demographicParityRatio 0.7 is not >= 0.8" in (plan.status.message or "")
+    assert plan.status.fairness is not None and plan.status.trial_count == 3
+    tj = training(
+        fairness=fair,
+        gates=[{"metric": "robustness.noise.flipRate@0.10", "operator": "<=", "threshold": 0.05}],
+    )
+    plan = decide(tj, observed(job(name_of(tj), "Succeeded", FAIR_RESULT)))
+    (mv,) = plan.create
+    spec = mv["spec"]
+    assert spec["fairness"]["figures"] == {"demographicParityRatio": 0.7}
+    assert spec["robustness"]["figures"] == {"noise.flipRate@0.1": 0.02}
+    assert spec["environment"]["libraries"]["scikit-learn"] == "1.9.1"
+
+
+@pytest.mark.parametrize(
+    "tracking,error,state,reason",
+    [
+        ({"mlflow": {"trackingUri": "http://m", "runId": "r1"}}, None, "True", "Logged"),
+        (None, "cannot reach http://m: refused", "False", "TrackingUnavailable"),
+        (
+            {"mlflow": {"trackingUri": "http://m", "runId": "r1"}},
+            "artifacts",
+            "False",
+            "TrackingIncomplete",
+        ),
+    ],
+)
+def test_tracking_never_fails_a_run_but_is_a_condition(
+    tracking: Any, error: str | None, state: str, reason: str
+) -> None:
+    tj = training()
+    result = {**RESULT, "tracking": tracking, "trackingError": error}
+    plan = decide(tj, observed(job(name_of(tj), "Succeeded", result)))
+    assert plan.status.phase == "Running" and len(plan.create) == 1  # registering
+    condition = get_condition(plan.status.conditions, "Tracked")
+    assert condition is not None and (condition.status, condition.reason) == (state, reason)
+    warned = [e for e in plan.events if e.reason == reason]
+    assert bool(warned) == (state == "False")
+    if tracking:
+        assert plan.create[0]["spec"]["tracking"]["mlflow"]["runId"] == "r1"

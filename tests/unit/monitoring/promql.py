@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import promql_parser as pp
 from prometheus_client import CollectorRegistry
 
+import modelwerk.experiment_metrics  # noqa: F401  (registers the experiment gauges)
 from modelwerk.metrics import REGISTRY as OPERATOR_REGISTRY
+from modelwerk.runtime.server.experiment import ExperimentMetrics
 from modelwerk.runtime.server.metrics import ServerMetrics
 
 # Target labels the component's scrape configs attach (serving_pod_monitor.yaml,
@@ -96,6 +98,7 @@ def server_families() -> dict[str, tuple[str, frozenset[str]]]:
     """Both shapes of the model server: classifier (class counts) and regressor (values)."""
     classifier = ServerMetrics("m", "1", "0" * 64, classes=["a", "b"])
     regressor = ServerMetrics("m", "1", "0" * 64, classes=None)
+    ExperimentMetrics(classifier.registry, "1")  # the A/B router's, in the same registry
     return families(classifier.registry) | families(regressor.registry)
 
 

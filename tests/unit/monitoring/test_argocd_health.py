@@ -109,6 +109,7 @@ DATASET = {
 }
 TRAINING_JOB = {
     "Pending": "Progressing",
+    "Searching": "Progressing",
     "Running": "Progressing",
     "Succeeded": "Healthy",
     "Failed": "Degraded",

@@ -3,22 +3,22 @@
 ``promtool check rules`` parses every expression and template the way Prometheus will;
 ``promtool test rules`` replays the synthetic series of alerts_test.yaml and asserts which
 alerts fire when, with which labels and rendered annotations. promtool comes from
-hack/promtool/build.py (cached; built from the pinned Go module the first time).
+hack/tools.py (Debian's prometheus package, fetched once into a cache).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+
+from tests.cluster.hack import tool
+from tests.e2e import monitors
 
 from .promql import grafana_to_promql
 
@@ -28,23 +28,9 @@ ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
 DASHBOARD = ROOT / "manifests" / "components" / "monitoring" / "grafana" / "modelwerk.json"
 
 
-def _builder() -> Any:
-    path = ROOT / "hack" / "promtool" / "build.py"
-    spec = importlib.util.spec_from_file_location("promtool_build", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("promtool_build", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def promtool() -> Path:
-    builder = _builder()
-    try:
-        return Path(builder.ensure_promtool())
-    except builder.PromtoolUnavailable as exc:
-        pytest.fail(f"promtool is needed to check the alerting rules: {exc}")
+    return tool("promtool")
 
 
 def _run(promtool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -56,8 +42,7 @@ def _run(promtool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[s
 @pytest.fixture
 def rules_dir(tmp_path: Path) -> Path:
     """The PrometheusRule's groups as a plain Prometheus rule file, beside the alert tests."""
-    spec = yaml.safe_load(RULE.read_text())["spec"]
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": spec["groups"]}))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(monitors.rule_file()))
     shutil.copy(ALERT_TESTS, tmp_path / ALERT_TESTS.name)
     return tmp_path
 
@@ -157,3 +142,36 @@ def test_the_phase_timeline_gives_each_deployment_its_phase_number(
     )
     done = _run(promtool, "test", "rules", "timeline_test.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_monitors_translate_into_the_scrape_configs_the_operator_would_write() -> None:
+    """What the e2e tier runs Prometheus with (tests/e2e/monitors.py): the ServiceMonitor and
+    PodMonitor as scrape configs. The server there refuses a configuration it cannot load;
+    Debian's promtool cannot check it here, being built without Kubernetes discovery."""
+    config = monitors.prometheus_config("kubeconfig", "rules.yaml")
+    jobs = {c["job_name"]: c for c in config["scrape_configs"]}
+    assert set(jobs) == {
+        "serviceMonitor/modelwerk-system/modelwerk-operator/0",
+        "podMonitor/modelwerk-system/modelwerk-serving/0",
+    }
+    serving = jobs["podMonitor/modelwerk-system/modelwerk-serving/0"]
+    assert serving["kubernetes_sd_configs"][0]["role"] == "pod"
+    assert "namespaces" not in serving["kubernetes_sd_configs"][0]  # namespaceSelector: any
+    targets = [r.get("target_label") for r in serving["relabel_configs"]]
+    # The monitor's own relabelings come last, after the operator's defaults, so they win.
+    assert targets[-5:] == ["job", "namespace", "pod", "deployment", "track"]
+    operator = jobs["serviceMonitor/modelwerk-system/modelwerk-operator/0"]
+    assert operator["honor_labels"] is True
+    assert operator["kubernetes_sd_configs"][0]["namespaces"] == {"names": ["modelwerk-system"]}
+
+
+def test_a_monitor_field_the_translation_does_not_know_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = monitors.component_objects()
+    for obj in objects:
+        if obj["kind"] == "PodMonitor":
+            obj["spec"]["podMetricsEndpoints"][0]["scheme"] = "https"
+    monkeypatch.setattr(monitors, "component_objects", lambda: objects)
+    with pytest.raises(monitors.UnsupportedField, match="scheme"):
+        monitors.scrape_configs("kubeconfig")

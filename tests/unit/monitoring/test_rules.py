@@ -71,6 +71,8 @@ def test_the_issue_asks_for_these_alerts() -> None:
     assert "ModelwerkServingErrorRateHigh" in by_series["modelwerk_model_requests_total"]
     assert by_series["modelwerk_model_request_seconds_bucket"] == {"ModelwerkServingLatencyHigh"}
     assert by_series["modelwerk_model_live_accuracy"] == {"ModelwerkLiveAccuracyLow"}
+    assert by_series["modelwerk_deployment_live_accuracy"] == {"ModelwerkLiveAccuracyLow"}
+    assert by_series["modelwerk_deployment_capture_failing_pods"] == {"ModelwerkCaptureFailing"}
     assert {"ModelwerkRolloutStuck", "ModelwerkRolloutAborted"} <= by_series[
         "modelwerk_rollout_phase"
     ]

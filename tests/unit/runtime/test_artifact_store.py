@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from modelwerk.runtime import publish, storage
-from modelwerk.runtime.artifacts import MODEL_CARD_FILE, MODEL_FILE
+from modelwerk.runtime.artifacts import COMPILED_FILE, MODEL_CARD_FILE, MODEL_FILE
 from modelwerk.runtime.data import job as data_job
 from modelwerk.runtime.trainer import job
 
@@ -56,7 +56,7 @@ def test_republishing_the_same_model_leaves_every_file_untouched(root: str) -> N
     first = _train(root, 10)
     directory = Path(storage.to_local(first["artifact"]["uri"])).parent
     before = _fingerprint(directory)
-    assert set(before) == {MODEL_FILE, MODEL_CARD_FILE}
+    assert set(before) == {MODEL_FILE, COMPILED_FILE, MODEL_CARD_FILE}
     again = _train(root, 10)
     assert again["artifact"] == first["artifact"]
     assert _fingerprint(directory) == before

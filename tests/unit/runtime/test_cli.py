@@ -141,7 +141,11 @@ def test_local_mode_prints_metrics_and_gates(
     assert "accuracy" in out and "PASS" in out and "REJECTED" not in out
     assert "iris-classifier" in out
     (model_dir,) = (root / "models" / "iris-classifier").iterdir()
-    assert {p.name for p in model_dir.iterdir()} == {"model.joblib", "model-card.json"}
+    assert {p.name for p in model_dir.iterdir()} == {
+        "model.joblib",
+        "model.onnx",
+        "model-card.json",
+    }
 
 
 def test_local_mode_fails_on_a_gate(

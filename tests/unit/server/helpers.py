@@ -94,10 +94,16 @@ def _datatype(series: pd.Series) -> str:
 
 
 def write_artifact(
-    root: Path, name: str, estimator: Any, frame: pd.DataFrame, target: pd.Series, task: str
+    root: Path,
+    name: str,
+    estimator: Any,
+    frame: pd.DataFrame,
+    target: pd.Series,
+    task: str,
+    staging: str = "candidate",
 ) -> Artifact:
     estimator.fit(frame, target)
-    directory = root / "models" / name / "candidate"
+    directory = root / "models" / name / staging
     directory.mkdir(parents=True)
     joblib.dump(estimator, directory / MODEL_FILE)
     raw = (directory / MODEL_FILE).read_bytes()
@@ -105,7 +111,7 @@ def write_artifact(
     final = root / "models" / name / sha
     directory.rename(final)
     profile_dir = root / "datasets" / name / "v1"
-    profile_dir.mkdir(parents=True)
+    profile_dir.mkdir(parents=True, exist_ok=True)
     profile = make_profile(
         pd.concat([frame, target.rename("__target__")], axis=1), name, "__target__"
     )
@@ -123,7 +129,12 @@ def write_artifact(
         ),
         signature=Signature(
             inputs=[TensorSpec(name=c, datatype=_datatype(frame[c])) for c in frame.columns],  # type: ignore[arg-type]
-            outputs=[TensorSpec(name="predict", datatype="INT64" if classes else "FP64")],
+            outputs=[TensorSpec(name="predict", datatype="INT64" if classes else "FP64")]
+            + (
+                [TensorSpec(name="predict_proba", datatype="FP64", shape=[-1, len(classes)])]
+                if classes
+                else []
+            ),
             classes=classes,
         ),
         metrics={"accuracy": 0.9} if classes else {"r2": 0.5},

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from modelwerk.runtime.server.app import ModelServer, create_app
+from modelwerk.runtime.server.backends.joblib import JoblibBackend
 from modelwerk.runtime.server.batcher import BatcherClosed, MicroBatcher
 from modelwerk.runtime.server.model import LoadedModel
 
@@ -54,7 +55,7 @@ async def test_concurrent_requests_are_merged(
         version=iris_model.version,
         sha256=iris_model.sha256,
         card=iris_model.card,
-        estimator=counting,
+        backend=JoblibBackend(counting, iris_model.card),
         profile=iris_model.profile,
     )
     app = create_app(iris.settings(max_batch_size=64, max_batch_delay_ms=20), model)

@@ -23,45 +23,63 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_process_with_two_workers(iris: Artifact, tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELWERK_", "PROMETHEUS_"))}
-    log = (tmp_path / "server.log").open("wb")
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelwerk",
-        "serve",
-        "--model-uri",
-        iris.model_uri,
-        "--sha256",
-        iris.sha256,
-        "--name",
-        "iris",
-        "--version",
-        "v1",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    try:
+class Served:
+    """``modelwerk serve`` with ``args`` as a process in a session of its own, Ready."""
+
+    def __init__(self, args: list[str], tmp_path: Path, **env: str) -> None:
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        clean = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MODELWERK_", "PROMETHEUS_"))
+        }
+        self.log_path = tmp_path / "server.log"
+        self.log = self.log_path.open("wb")
+        cmd = [
+            sys.executable,
+            "-m",
+            "modelwerk",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        self.proc = subprocess.Popen(
+            [*cmd, *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**clean, **env},
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 90
         while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            assert self.proc.poll() is None, self.log_path.read_text()
             try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base}/v2/health/ready", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, "server not ready in 90 s"
             time.sleep(0.2)
+
+    def terminate(self) -> int:
+        """SIGTERM, as a kubelet sends it; the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail("the server did not stop on SIGTERM")
+        finally:
+            self.log.close()
+
+
+def test_serve_process_with_two_workers(iris: Artifact, tmp_path: Path) -> None:
+    args = ["--model-uri", iris.model_uri, "--sha256", iris.sha256, "--name", "iris"]
+    server = Served([*args, "--version", "v1", "--workers", "2"], tmp_path)
+    base = server.base
+    try:
         rows = iris.frame.iloc[:3]
         for i in range(20):  # a new connection each time, so both workers get some
             response = httpx.post(f"{base}/v2/models/iris/infer", json=v2_matrix(rows, id=f"p{i}"))
@@ -79,12 +97,5 @@ def test_serve_process_with_two_workers(iris: Artifact, tmp_path: Path) -> None:
         # multiprocess mode: whichever worker answers the scrape reports both workers' requests
         assert samples[("modelwerk_model_requests_total", labels)] == 20
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail("the server did not stop on SIGTERM")
-        log.close()
-    assert code == 0, (tmp_path / "server.log").read_text()
+        code = server.terminate()
+    assert code == 0, server.log_path.read_text()

@@ -36,7 +36,7 @@ async def test_health_and_metadata(
         assert meta["name"] == "iris" and meta["versions"] == ["v1"]
         assert [i["name"] for i in meta["inputs"]] == list(iris.frame.columns)
         assert all(i["datatype"] == "FP64" for i in meta["inputs"])
-        assert {o["name"] for o in meta["outputs"]} == {"predict", "probabilities"}
+        assert {o["name"] for o in meta["outputs"]} == {"predict", "predict_proba", "probabilities"}
         assert meta["parameters"]["classes"] == [0, 1, 2]
         assert meta["parameters"]["sha256"] == iris.sha256
         assert (await client.get("/v2/models/iris/versions/v1")).json() == meta

@@ -12,7 +12,7 @@ from modelwerk.api.base import DNS_SUBDOMAIN, ApiModel, ObjectName, with_cel
 from modelwerk.api.conditions import Condition
 
 # --------------------------------------------------------------------------- URIs
-URI_PATTERN = r"^(file|pvc|s3|gs|https?)://[^\s]+$"
+URI_PATTERN = r"^(file|pvc|s3|https?)://[^\s]+$"
 _CLAIM = DNS_SUBDOMAIN.strip("^$")
 
 
@@ -60,7 +60,8 @@ Uri = Annotated[
     ),
     AfterValidator(_check_uri),
 ]
-"""A location the operator hands to a pod: pvc://, file://, s3://, gs:// or http(s)://.
+"""A location the operator hands to a pod: pvc://, file://, s3:// or http(s)://. GCS is
+reached as s3:// through its interoperability endpoint (gcsfs is not in the image).
 
 Path traversal (``..`` segments) is refused at admission as well as in the pod, and a
 ``pvc://`` claim must be a valid claim name, since it becomes a volume of the pod."""
@@ -182,11 +183,12 @@ class ResourceRequirements(ApiModel):
 
 
 class SecretReference(ApiModel):
-    """A Secret in the same namespace whose keys become environment variables of the pod."""
+    """A Secret in the same namespace with the credentials of a data source."""
 
     name: ObjectName
     """Name of the Secret; for s3:// it holds AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-    optionally AWS_ENDPOINT_URL and AWS_DEFAULT_REGION."""
+    optionally AWS_SESSION_TOKEN, AWS_ENDPOINT_URL and AWS_DEFAULT_REGION. The validation pod
+    gets them prefixed with MODELWERK_SOURCE_, so they never replace the artifact store's."""
 
 
 class StatusBase(ApiModel):

@@ -15,7 +15,7 @@ from modelwerk.api.v1alpha1.common import (
     Uri,
 )
 
-BuiltinDataset = Literal["iris", "wine", "breast_cancer", "diabetes", "digits"]
+BuiltinDataset = Literal["iris", "wine", "breast_cancer", "diabetes", "digits", "fairness-demo"]
 ColumnType = Literal["integer", "float", "string", "boolean", "category"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Invalid", "Failed"]
 
@@ -24,10 +24,12 @@ class DatasetSource(ApiModel):
     """Exactly one of builtin or uri."""
 
     builtin: BuiltinDataset | None = None
-    """A dataset bundled with scikit-learn (no download): iris, wine, breast_cancer, diabetes or digits."""
+    """A dataset bundled with scikit-learn (no download): iris, wine, breast_cancer, diabetes or
+    digits; or fairness-demo, generated hiring data with a deliberate proxy bias (label hired)."""
     uri: Uri | None = None
     """Location of a csv or parquet file: pvc://<claim>/<path> (on the artifact volume),
-    s3://bucket/key, gs://bucket/key, https://host/path or file:///path (inside the pod)."""
+    s3://bucket/key (GCS too, through its S3 interoperability endpoint), https://host/path or
+    file:///path (inside the pod)."""
     format: Literal["auto", "csv", "parquet"] = "auto"
     """File format; auto decides by the file extension. Defaults to auto."""
     secret_ref: SecretReference | None = None

@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from modelwerk.api.base import (
+    KEEP_DEFAULT,
     ApiModel,
     CrdMeta,
     LocalObjectReference,
@@ -23,7 +24,10 @@ from modelwerk.api.base import (
     with_cel,
 )
 from modelwerk.api.v1alpha1.common import ResourceName, ResourceRequirements, StatusBase
+from modelwerk.api.v1alpha1.experiment import Experiment, ExperimentStatus
 from modelwerk.api.v1alpha1.model_version import Stage
+from modelwerk.api.v1alpha1.production import Capture, CaptureStatus, LiveMetrics
+from modelwerk.api.v1alpha1.shadow import Shadow, ShadowStatus, ShadowStep
 
 RolloutPhase = Literal["Progressing", "Paused", "Healthy", "Degraded", "Aborted"]
 CheckMetric = Literal["errorRate", "latency", "drift", "accuracy"]
@@ -111,7 +115,7 @@ class AnalysisStep(ApiModel):
 
 
 class CanaryStep(ApiModel):
-    """Exactly one of setWeight, pause or analysis."""
+    """Exactly one of setWeight, pause, analysis or shadow."""
 
     set_weight: int | None = Field(default=None, ge=0, le=100)
     """Percentage of traffic sent to the new version."""
@@ -119,12 +123,15 @@ class CanaryStep(ApiModel):
     """Wait for a duration or for a manual resume."""
     analysis: AnalysisStep | None = None
     """Measure and abort on failure."""
+    shadow: ShadowStep | None = None
+    """Mirror live requests to the new version (no user gets its answers) and abort when its
+    answers fail the checks."""
 
-    model_config = with_cel(_one_of("setWeight", "pause", "analysis", exactly=True))
+    model_config = with_cel(_one_of("setWeight", "pause", "analysis", "shadow", exactly=True))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
-        _check_one_of(self, "set_weight", "pause", "analysis", exactly=True)
+        _check_one_of(self, "set_weight", "pause", "analysis", "shadow", exactly=True)
         return self
 
 
@@ -150,19 +157,22 @@ class BlueGreen(ApiModel):
 
 
 class Strategy(ApiModel):
-    """At most one of blueGreen or canary; without either, a new version replaces the old one
-    as soon as its pods are Ready."""
+    """At most one of blueGreen, canary or experiment; without any, a new version replaces the
+    old one as soon as its pods are Ready."""
 
     blue_green: BlueGreen | None = None
     """Blue-green deployment."""
     canary: Canary | None = None
     """Canary deployment."""
+    experiment: Experiment | None = None
+    """A/B experiment: the new version serves a sticky share of the units until an
+    always-valid test decides."""
 
-    model_config = with_cel(_one_of("blueGreen", "canary", exactly=False))
+    model_config = with_cel(_one_of("blueGreen", "canary", "experiment", exactly=False))
 
     @model_validator(mode="after")
     def _at_most_one(self) -> Strategy:
-        _check_one_of(self, "blue_green", "canary", exactly=False)
+        _check_one_of(self, "blue_green", "canary", "experiment", exactly=False)
         return self
 
 
@@ -200,6 +210,8 @@ class Monitoring(ApiModel):
     """Drift detection."""
     retraining: Retraining | None = None
     """Retrain on drift; the new version rolls out when the Deployment follows modelSelector."""
+    capture: Capture | None = None
+    """Inference capture, labels and the live accuracy joined across all replicas."""
 
 
 class HTTPRouteRef(ApiModel):
@@ -238,6 +250,23 @@ class ServerSpec(ApiModel):
     """Most concurrent requests merged into one predict call. Defaults to 64."""
     max_batch_delay_ms: float = Field(default=2.0, ge=0, le=1000)
     """Longest a request waits for others to batch with. Defaults to 2."""
+    backend: Literal["auto", "onnx", "joblib"] = "auto"
+    """What computes predictions: onnx (the compiled model the ModelVersion records as
+    verified, run by ONNX Runtime; pods refuse to start without one), joblib (the original
+    scikit-learn pipeline), or auto: onnx when the ModelVersion has a verified compiled model,
+    else joblib. Defaults to auto."""
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+    """ONNX Runtime threads per predict call in each worker. Defaults to 1."""
+    allow_version_mismatch: bool = False
+    """Serve an artifact written by another scikit-learn minor version than the server's.
+    Unpickling across versions is unsupported and can give wrong answers, so by default the
+    server refuses and the Deployment reports ModelIncompatible. Defaults to false."""
+
+
+LABEL_METRICS_NEED_CAPTURE = (
+    "strategy.experiment.metric mae, rmse and reward need monitoring.capture: their labels "
+    "and rewards are joined with the predictions of every replica in the artifact store"
+)
 
 
 class DeploymentSpec(ApiModel):
@@ -247,8 +276,9 @@ class DeploymentSpec(ApiModel):
     """The ModelVersion to serve (pinned; what GitOps repositories usually set)."""
     model_selector: ModelSelector | None = None
     """Follow the newest Ready version of a model instead of pinning one."""
-    replicas: int = Field(default=1, ge=0, le=1000)
-    """Serving pods of the stable version. Defaults to 1."""
+    replicas: int = Field(default=1, ge=0, le=1000, json_schema_extra={KEEP_DEFAULT: True})
+    """Serving pods of the stable version. Defaults to 1, written by the API server: the scale
+    subresource (kubectl scale, a HorizontalPodAutoscaler) needs the field to exist."""
     strategy: Strategy = Field(default_factory=Strategy)
     """How new versions roll out."""
     analysis: Analysis | None = None
@@ -257,6 +287,8 @@ class DeploymentSpec(ApiModel):
     """A rollout that makes no progress for this long is aborted. Defaults to 600."""
     monitoring: Monitoring | None = None
     """Drift detection and retraining."""
+    shadow: Shadow | None = None
+    """Mirror a candidate version without rolling it out."""
     traffic_routing: TrafficRouting | None = None
     """Traffic splitting beyond replica ratios."""
     service: ServiceSpec = Field(default_factory=ServiceSpec)
@@ -266,11 +298,34 @@ class DeploymentSpec(ApiModel):
     history_limit: int = Field(default=10, ge=1, le=100)
     """Rollouts kept in status.history. Defaults to 10."""
 
-    model_config = with_cel(_one_of("modelVersion", "modelSelector", exactly=True))
+    model_config = with_cel(
+        _one_of("modelVersion", "modelSelector", exactly=True),
+        {
+            "rule": "!has(self.strategy) || !has(self.strategy.experiment)"
+            " || !has(self.strategy.experiment.metric)"
+            " || !has(self.strategy.experiment.metric.name)"
+            " || self.strategy.experiment.metric.name == 'accuracy'"
+            " || (has(self.monitoring) && has(self.monitoring.capture)"
+            " && (!has(self.monitoring.capture.enabled) || self.monitoring.capture.enabled))",
+            "message": LABEL_METRICS_NEED_CAPTURE,
+        },
+    )
 
     @model_validator(mode="after")
     def _source(self) -> DeploymentSpec:
         _check_one_of(self, "model_version", "model_selector", exactly=True)
+        return self
+
+    @model_validator(mode="after")
+    def _label_metrics(self) -> DeploymentSpec:
+        experiment = self.strategy.experiment
+        capture = self.monitoring.capture if self.monitoring else None
+        if (
+            experiment is not None
+            and experiment.metric.name != "accuracy"
+            and (capture is None or not capture.enabled)
+        ):
+            raise ValueError(LABEL_METRICS_NEED_CAPTURE)
         return self
 
 
@@ -321,7 +376,8 @@ class MetricSample(ApiModel):
     drift_window: DriftWindow | None = None
     """How far the drift windows are from reporting (absent when the pods do not say)."""
     accuracy: float | None = None
-    """The lowest live accuracy over the pods (classification, from feedback)."""
+    """Live accuracy (classification): from the join of labels with captured predictions when
+    capture is on, else the lowest of the pods' own."""
     labelled: float = 0
     """Labelled rows behind the live accuracy."""
 
@@ -417,7 +473,7 @@ class DeploymentStatus(StatusBase):
     soon as the new version is Ready."""
     model: str | None = None
     """The registered model served."""
-    strategy: Literal["BlueGreen", "Canary", "Replace"] | None = None
+    strategy: Literal["BlueGreen", "Canary", "Experiment", "Replace"] | None = None
     """The active strategy, for printer columns."""
     stable_version: str | None = None
     """The ModelVersion receiving production traffic."""
@@ -446,11 +502,17 @@ class DeploymentStatus(StatusBase):
     aborted_generation: int | None = None
     """The spec generation the abort happened at."""
     replicas: int | None = None
-    """Serving pods of all versions."""
+    """Pods answering production requests (what status.selector matches): the active color,
+    plus the canary's pods while they have traffic. Preview pods and a blue-green's warm
+    previous color are not counted. The scale subresource reports it to autoscalers."""
     ready_replicas: int | None = None
-    """Ready serving pods of all versions."""
+    """Ready pods among those."""
     selector: str | None = None
-    """Label selector of the serving pods (for the scale subresource)."""
+    """Label selector of the pods answering production requests (for the scale subresource:
+    an HPA averages its metrics over these pods)."""
+    aborted_spec_hash: str | None = None
+    """Fingerprint of the spec at the abort, spec.replicas left out: an autoscaler changing
+    the replicas does not retry an aborted version, any other spec change does."""
     analysis_runs: list[AnalysisRun] | None = Field(default=None, max_length=20)
     """Analysis runs of the current rollout."""
     history: list[RolloutRecord] | None = Field(default=None, max_length=100)
@@ -459,8 +521,16 @@ class DeploymentStatus(StatusBase):
     """In-cluster URLs."""
     drift: DriftStatus | None = None
     """Monitoring results."""
+    live_metrics: LiveMetrics | None = None
+    """Live accuracy / MAE per version from labels joined with captured predictions."""
+    capture: CaptureStatus | None = None
+    """How inference capture goes."""
     last_command: str | None = None
     """The last manual command (annotation value) the operator acted on."""
+    experiment: ExperimentStatus | None = None
+    """The A/B experiment in progress, or the last one."""
+    shadow: ShadowStatus | None = None
+    """The shadow comparison in progress (a canary step's or a standalone one), or the last."""
 
 
 class Deployment(Resource):

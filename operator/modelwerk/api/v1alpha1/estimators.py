@@ -1,4 +1,5 @@
-"""The scikit-learn estimators a TrainingJob may name, and the task each one solves.
+"""The estimators a TrainingJob may name (scikit-learn's, XGBoost's and LightGBM's scikit-learn
+interfaces), and the task each one solves.
 
 An allowlist instead of import paths: a TrainingJob must never be a way to import arbitrary
 code into the trainer pod. Adding an estimator here adds it to the CRD enum.
@@ -35,6 +36,11 @@ ESTIMATORS: dict[str, tuple[str, Literal["classification", "regression"]]] = {
     "KNeighborsRegressor": ("sklearn.neighbors", "regression"),
     "SVR": ("sklearn.svm", "regression"),
     "MLPRegressor": ("sklearn.neural_network", "regression"),
+    # Gradient-boosted trees through their scikit-learn interfaces (the runtime image has them).
+    "XGBClassifier": ("xgboost", "classification"),
+    "XGBRegressor": ("xgboost", "regression"),
+    "LGBMClassifier": ("lightgbm", "classification"),
+    "LGBMRegressor": ("lightgbm", "regression"),
 }
 
 if TYPE_CHECKING:

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, name_rules, with_cel
 from modelwerk.api.v1alpha1.common import ResourceName, StatusBase, Uri
+from modelwerk.api.v1alpha1.evaluation import (
+    FairnessSummary,
+    RobustnessSummary,
+    RuntimeEnvironment,
+    TrackingRecord,
+)
 
 Stage = Literal["None", "Staging", "Production", "Archived"]
 ModelVersionPhase = Literal["Pending", "Ready", "Failed"]
@@ -23,6 +29,11 @@ IMMUTABLE_FIELDS = (
     "metrics",
     "params",
     "lineage",
+    "compiled",
+    "fairness",
+    "robustness",
+    "environment",
+    "tracking",
 )
 
 
@@ -54,6 +65,53 @@ class Artifact(ApiModel):
     """The library that produced the model. Defaults to scikit-learn."""
     framework_version: str | None = Field(default=None, max_length=64)
     """Version of that library, for example 1.5.2."""
+
+
+class Compiled(ApiModel):
+    """The pipeline compiled to ONNX at registration, and how closely it agreed with the
+    original on the training data. Only a verified compiled model is ever served."""
+
+    verified: bool
+    """True when the compiled model agreed with the original on every compared row: the same
+    label on each row, probabilities and regression values within the stated tolerances."""
+    reason: str | None = Field(default=None, max_length=1024)
+    """Why there is no verified compiled model (an unsupported estimator, a disagreement, a
+    missing converter); the original model is served."""
+    uri: Uri | None = None
+    """Where model.onnx lives, next to model.joblib; set only when verified."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Lower-case hex sha256 of model.onnx; the server refuses to load anything else."""
+    converter: str | None = Field(default=None, max_length=128)
+    """The converter and its version, for example skl2onnx 1.20.0."""
+    opset: int | None = Field(default=None, ge=1)
+    """The ONNX (default domain) opset of the compiled model."""
+    precision: Literal["float64", "mixed", "float32"] | None = None
+    """The arithmetic of the compiled model: float64 where the converter supports it."""
+    rows: int | None = Field(default=None, ge=0)
+    """Rows compared: every row of the dataset snapshot (the holdout included)."""
+    holdout_rows: int | None = Field(default=None, ge=0)
+    """Of those, the holdout rows the metrics were measured on."""
+    label_agreement: float | None = Field(default=None, ge=0, le=1)
+    """Classification: the share of rows with the same predicted label (1 when verified)."""
+    max_probability_diff: float | None = Field(default=None, ge=0)
+    """Classification: the largest absolute difference of a class probability."""
+    max_abs_diff: float | None = Field(default=None, ge=0)
+    """Regression: the largest absolute difference of a predicted value."""
+    max_rel_diff: float | None = Field(default=None, ge=0)
+    """Regression: the largest difference relative to the original's value."""
+
+    model_config = with_cel(
+        {
+            "rule": "!self.verified || (has(self.uri) && has(self.sha256))",
+            "message": "a verified compiled model needs uri and sha256",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _located(self) -> Compiled:
+        if self.verified and (self.uri is None or self.sha256 is None):
+            raise ValueError("a verified compiled model needs uri and sha256")
+        return self
 
 
 class Tensor(ApiModel):
@@ -112,11 +170,43 @@ class ModelVersionSpec(ApiModel):
     """Estimator parameters."""
     lineage: Lineage | None = None
     """Dataset version and training run behind this model."""
+    compiled: Compiled | None = None
+    """The ONNX compilation made at registration and its verification; absent for models
+    registered before compilation existed or applied by hand without one."""
+    fairness: FairnessSummary | None = None
+    """Fairness figures on the holdout at training time."""
+    robustness: RobustnessSummary | None = None
+    """Robustness figures on the holdout at training time."""
+    environment: RuntimeEnvironment | None = None
+    """Python and library versions that wrote the artifact; model servers with a different
+    scikit-learn minor version refuse it unless the Deployment allows the mismatch."""
+    tracking: TrackingRecord | None = None
+    """The experiment-tracker run that produced this version."""
     stage: Stage = "None"
     """Lifecycle stage: None, Staging, Production or Archived. The only mutable field;
     at most one version per model is in Production (the operator archives the previous one)."""
 
-    model_config = with_cel(*_immutability_rules())
+    model_config = with_cel(
+        *_immutability_rules(),
+        {
+            # A copied spec with a new artifact but the old compiled model would otherwise
+            # serve the old model through ONNX: both files live in one content-addressed
+            # directory, so that directory is what binds them.
+            "rule": "!has(self.compiled) || !has(self.compiled.uri) || self.compiled.uri"
+            ".startsWith(self.artifact.uri.substring(0, self.artifact.uri.lastIndexOf('/') + 1))",
+            "message": "spec.compiled.uri must be in spec.artifact.uri's directory: a compiled "
+            "model belongs to the artifact it was compiled from (drop spec.compiled when "
+            "registering another artifact)",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _compiled_beside_artifact(self) -> ModelVersionSpec:
+        if self.compiled is not None and self.compiled.uri is not None:
+            directory = self.artifact.uri[: self.artifact.uri.rfind("/") + 1]
+            if not self.compiled.uri.startswith(directory):
+                raise ValueError("spec.compiled.uri must be in spec.artifact.uri's directory")
+        return self
 
 
 class StageTransition(ApiModel):
@@ -141,6 +231,8 @@ class ModelVersionStatus(StatusBase):
     """When the artifact was last verified."""
     key_metric: str | None = None
     """The headline metric as name=value, for printer columns."""
+    short_dataset_version: str | None = None
+    """The first 12 hex digits of spec.lineage.datasetVersion, for printer columns."""
     stage_history: list[StageTransition] | None = Field(default=None, max_length=100)
     """Stage changes, oldest first."""
 
@@ -159,7 +251,10 @@ class ModelVersion(Resource):
             PrinterColumn("Version", ".spec.version", "integer"),
             PrinterColumn("Stage", ".spec.stage"),
             PrinterColumn("Metric", ".status.keyMetric"),
-            PrinterColumn("Dataset-Version", ".spec.lineage.datasetVersion"),
+            # The full sha256 would make `kubectl get modelwerk` wrap; -o wide shows it.
+            PrinterColumn("Dataset-Version", ".status.shortDatasetVersion"),
+            PrinterColumn("Dataset-Sha256", ".spec.lineage.datasetVersion", priority=1),
+            PrinterColumn("Compiled", ".spec.compiled.verified", "boolean", priority=1),
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),

@@ -27,9 +27,32 @@ from modelwerk.api.v1alpha1.estimators import (
     EstimatorName,
     task_of,
 )
+from modelwerk.api.v1alpha1.evaluation import (
+    ROBUSTNESS_GATE,
+    Fairness,
+    FairnessSummary,
+    Robustness,
+    RobustnessSummary,
+    Tracking,
+    TrackingRecord,
+    TrialSummary,
+    canonical_gate_metric,
+    fairness_gates,
+    is_robustness_gate,
+)
+from modelwerk.api.v1alpha1.search import (
+    Metric,
+    Search,
+    SearchProgress,
+    SearchRange,
+    Stage,
+    search_plan,
+)
+from modelwerk.api.v1alpha1.trainer import Trainer
 
-TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Rejected"]
-Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2"]
+__all__ = ["Search", "SearchRange", "Stage", "search_plan"]  # re-exported: the spec's parts
+
+TrainingPhase = Literal["Pending", "Searching", "Running", "Succeeded", "Failed", "Rejected"]
 Params = dict[str, Any]
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
@@ -46,12 +69,21 @@ def _metric_rules(task: Literal["classification", "regression"]) -> list[dict[st
     one for the search's scoring, so that a refusal names the field at fault."""
     estimators = [name for name, (_, t) in ESTIMATORS.items() if t == task]
     allowed = list(CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS)
+    gateable = allowed + list(fairness_gates(task))
     message = f"a {task} estimator can only be scored on {', '.join(allowed)}"
-    applies = f"!(self.estimator.name in {estimators})"
+    gate_message = (
+        f"{message}; gates may also name {', '.join(fairness_gates(task))} or robustness figures"
+    )
+    applies = (
+        f"!((has(self.estimator) && self.estimator.name in {estimators}) || "
+        f"(has(self.trainer) && self.trainer.task == '{task}'))"
+    )
+    robust = ROBUSTNESS_GATE.replace("\\", "\\\\")
     return [
         {
-            "rule": f"{applies} || !has(self.gates) || self.gates.all(g, g.metric in {allowed})",
-            "message": message,
+            "rule": f"{applies} || !has(self.gates) || "
+            f"self.gates.all(g, g.metric in {gateable} || g.metric.matches('{robust}'))",
+            "message": gate_message,
             "fieldPath": ".gates",
         },
         {
@@ -114,26 +146,14 @@ class Split(ApiModel):
     """Keep class proportions in both parts (classification only). Defaults to true."""
 
 
-class Search(ApiModel):
-    """Hyperparameter search with cross-validation on the training part."""
-
-    strategy: Literal["grid", "random", "halving"]
-    """grid (every combination), random (maxTrials samples) or halving (successive halving)."""
-    space: dict[str, list[Any]] = Field(min_length=1, max_length=32)
-    """Candidate values per estimator parameter, for example max_depth: [3, 5, null]."""
-    cv: int = Field(default=5, ge=2, le=20)
-    """Number of cross-validation folds. Defaults to 5."""
-    scoring: Metric | None = None
-    """Metric to optimise; defaults to accuracy (classification) or rmse (regression)."""
-    max_trials: int = Field(default=20, ge=1, le=1000)
-    """Most candidates tried by random search. Defaults to 20."""
-
-
 class Gate(ApiModel):
-    """A holdout metric the model must reach before it is registered."""
+    """A holdout figure the model must reach before it is registered."""
 
-    metric: Metric
-    """accuracy, precision, recall, f1, roc_auc (classification) or rmse, mae, r2 (regression)."""
+    metric: str = Field(min_length=1, max_length=64)
+    """A holdout metric — accuracy, precision, recall, f1, roc_auc (classification) or rmse,
+    mae, r2 (regression) — or a fairness figure (fairness.demographicParityRatio, …; needs
+    spec.fairness) or a robustness figure (robustness.noise.flipRate@0.1,
+    robustness.missing.metricDrop, robustness.swap.flipRate, …)."""
     operator: Literal[">=", ">", "<=", "<"] = ">="
     """Comparison of the metric against the threshold. Defaults to >=."""
     threshold: float
@@ -147,6 +167,23 @@ class Gate(ApiModel):
         """
         return _COMPARISONS[self.operator](value, self.threshold)
 
+    def result(self, figures: dict[str, float]) -> GateResult:
+        """The gate checked against ``figures`` (see ``evaluation.gate_figures``); a figure
+        that was not measured fails the gate.
+
+        >>> Gate(metric="robustness.noise.flipRate@0.10", operator="<=", threshold=0.05).result(
+        ...     {"robustness.noise.flipRate@0.1": 0.02}).passed
+        True
+        """
+        value = figures.get(canonical_gate_metric(self.metric))
+        return GateResult(
+            metric=self.metric,
+            operator=self.operator,
+            threshold=self.threshold,
+            value=value,
+            passed=value is not None and self.passes(value),
+        )
+
 
 class TrainingJobSpec(ApiModel):
     """Desired state of a TrainingJob."""
@@ -155,10 +192,13 @@ class TrainingJobSpec(ApiModel):
     """The Dataset to train on (same namespace); training waits until it is Ready."""
     model: ModelTarget
     """The registered model a passing run adds a version to."""
-    estimator: Estimator
-    """The scikit-learn estimator."""
+    estimator: Estimator | None = None
+    """The scikit-learn estimator (or spec.trainer: exactly one of the two)."""
+    trainer: Trainer | None = None
+    """Bring your own trainer: a container image that trains the model on the training split;
+    modelwerk evaluates, gates and registers it (instead of spec.estimator)."""
     features: Features = Field(default_factory=Features)
-    """Feature pipeline steps."""
+    """Feature pipeline steps (with spec.estimator)."""
     split: Split = Field(default_factory=Split)
     """Train/test split."""
     search: Search | None = None
@@ -174,20 +214,76 @@ class TrainingJobSpec(ApiModel):
     failure usually repeats."""
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=2**31 - 1)
     """Delete the finished Job (not the TrainingJob or the model) after this many seconds."""
+    fairness: Fairness | None = None
+    """Group fairness on the holdout; fairness.* gates need it."""
+    robustness: Robustness | None = None
+    """Perturbation tests on the holdout; robustness.* gates turn them on with the defaults."""
+    tracking: Tracking | None = None
+    """Log every run to an experiment tracker as well (default: the operator's setting)."""
 
-    model_config = with_cel(*_metric_rules("classification"), *_metric_rules("regression"))
+    model_config = with_cel(
+        {
+            "rule": "has(self.estimator) != has(self.trainer)",
+            "message": "set exactly one of spec.estimator and spec.trainer",
+        },
+        {
+            "rule": "!has(self.trainer) || (!has(self.search) && !has(self.features))",
+            "message": "search and features belong to spec.estimator; a trainer does its own",
+            "fieldPath": ".trainer",
+        },
+        *_metric_rules("classification"),
+        *_metric_rules("regression"),
+        {
+            "rule": "has(self.fairness) || !has(self.gates) || "
+            "!self.gates.exists(g, g.metric.startsWith('fairness.'))",
+            "message": "fairness gates need spec.fairness.sensitiveFeatures",
+            "fieldPath": ".gates",
+        },
+    )
+
+    @property
+    def task(self) -> Literal["classification", "regression"]:
+        """What the model predicts: from the estimator, or as the trainer declares."""
+        if self.estimator is not None:
+            return task_of(self.estimator.name)
+        assert self.trainer is not None  # _one_of
+        return self.trainer.task
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TrainingJobSpec:
+        if (self.estimator is None) == (self.trainer is None):
+            raise ValueError("set exactly one of spec.estimator and spec.trainer")
+        if self.trainer is not None and (self.search is not None or self.features != Features()):
+            raise ValueError("search and features belong to spec.estimator; a trainer does its own")
+        return self
 
     @model_validator(mode="after")
     def _metrics_fit_task(self) -> TrainingJobSpec:
-        task = task_of(self.estimator.name)
+        task = self.task
         allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
-        named = [g.metric for g in self.gates]
-        if self.search and self.search.scoring:
-            named.append(self.search.scoring)
-        wrong = sorted({m for m in named if m not in allowed})
+        scored = [self.search.scoring] if self.search and self.search.scoring else []
+        wrong = sorted({m for m in scored if m not in allowed})
         if wrong:
             raise ValueError(
                 f"{', '.join(wrong)} cannot score a {task} model; use one of {', '.join(allowed)}"
+            )
+        gateable: tuple[str, ...] = (*allowed, *fairness_gates(task))
+        refused = sorted(
+            g.metric
+            for g in self.gates
+            if g.metric not in gateable and not is_robustness_gate(g.metric)
+        )
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} cannot score a {task} model; use one of "
+                f"{', '.join(gateable)} or a robustness figure"
+            )
+        if self.fairness is None and any(g.metric.startswith("fairness.") for g in self.gates):
+            raise ValueError("fairness gates need spec.fairness.sensitiveFeatures")
+        if self.robustness and self.robustness.metric and self.robustness.metric not in allowed:
+            raise ValueError(
+                f"robustness.metric {self.robustness.metric} cannot score a {task} model; "
+                f"use one of {', '.join(allowed)}"
             )
         return self
 
@@ -210,11 +306,26 @@ class GateResult(ApiModel):
     """Whether the gate passed."""
 
 
+class TrainerRecord(ApiModel):
+    """The outcome of a bring-your-own trainer container."""
+
+    exit_code: int | None = None
+    """The container's exit code."""
+    reason: str | None = None
+    """Why it ended (Completed, Error, OOMKilled, …)."""
+    model_format: str | None = None
+    """The form of the model it wrote (joblib)."""
+    model_sha256: str | None = None
+    """sha256 of the model file as it left the container, before modelwerk evaluated it."""
+    log_tail: str | None = Field(default=None, max_length=2048)
+    """The end of its output when it failed."""
+
+
 class TrainingJobStatus(StatusBase):
     """Observed state of a TrainingJob."""
 
     phase: TrainingPhase | None = None
-    """Pending, Running, Succeeded, Failed or Rejected."""
+    """Pending, Searching (parallel search), Running, Succeeded, Failed or Rejected."""
     job_name: str | None = None
     """The batch/v1 Job of the current run."""
     dataset_version: str | None = None
@@ -235,6 +346,24 @@ class TrainingJobStatus(StatusBase):
     """When the training Job started."""
     completion_time: datetime | None = None
     """When the run finished."""
+    duration_seconds: float | None = None
+    """Wall time of the training pod's run."""
+    fairness: FairnessSummary | None = None
+    """Fairness figures on the holdout (spec.fairness)."""
+    robustness: RobustnessSummary | None = None
+    """Robustness figures on the holdout (spec.robustness or robustness gates)."""
+    trials: list[TrialSummary] | None = Field(default=None, max_length=5)
+    """The best candidates of the search, best first (the full table is at trialsUri)."""
+    trial_count: int | None = None
+    """How many candidates the search tried."""
+    trials_uri: str | None = None
+    """The run's trial table (parquet) in the artifact store."""
+    tracking: TrackingRecord | None = None
+    """Where the run was tracked (an MLflow run id)."""
+    search: SearchProgress | None = None
+    """Progress of a parallel search (spec.search.parallelism > 1)."""
+    trainer: TrainerRecord | None = None
+    """What the trainer container of spec.trainer did."""
 
 
 class TrainingJob(Resource):
@@ -249,6 +378,7 @@ class TrainingJob(Resource):
         printer_columns=(
             PrinterColumn("Dataset", ".spec.datasetRef.name"),
             PrinterColumn("Estimator", ".spec.estimator.name", priority=1),
+            PrinterColumn("Trainer", ".spec.trainer.image", priority=1),
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Metric", ".status.primaryMetric"),
             PrinterColumn("Model-Version", ".status.modelVersion"),

@@ -1,7 +1,8 @@
 """Reading a Dataset's source into a DataFrame: bundled scikit-learn data or a csv/parquet URI.
 
 Builtin datasets come from the files shipped inside scikit-learn (``load_<name>``), never from
-the network; their label column is ``target``. URIs go through :mod:`modelwerk.runtime.storage`,
+the network; their label column is ``target``. ``fairness-demo`` is generated instead (label
+``hired``, see :mod:`~modelwerk.runtime.data.synthetic`). URIs go through :mod:`modelwerk.runtime.storage`,
 so ``pvc://`` maps onto the mounted claim and every other scheme goes to fsspec. Anything that
 stops the data from being read becomes :class:`Unreadable`, which the validator reports as a
 verdict on the source rather than a crash.
@@ -44,9 +45,14 @@ def load_source(source: DatasetSource) -> pd.DataFrame:
 
 
 def load_builtin(name: str) -> pd.DataFrame:
-    """A bundled scikit-learn dataset as one frame: the features plus a ``target`` column."""
+    """A bundled scikit-learn dataset as one frame: the features plus a ``target`` column; or
+    a generated one (:mod:`~modelwerk.runtime.data.synthetic`, its own label column)."""
     if name not in BUILTINS:
         raise Unreadable(f"unknown builtin dataset {name!r}; choose one of {', '.join(BUILTINS)}")
+    from modelwerk.runtime.data import synthetic
+
+    if name in synthetic.GENERATED:
+        return _normalise(synthetic.GENERATED[name]())
     import sklearn.datasets  # deferred: the operator image imports this module's callers only
 
     bunch = getattr(sklearn.datasets, f"load_{name}")(as_frame=True)
@@ -59,7 +65,7 @@ def load_uri(uri: str, fmt: Format = "auto") -> pd.DataFrame:
     check_uri(uri)
     kind, compression = _format_of(uri, fmt)
     try:
-        with storage.open_uri(uri, "rb") as handle:
+        with storage.open_uri(uri, "rb", storage.source_options()) as handle:
             if kind == "parquet":
                 frame = pd.read_parquet(handle)
             else:

@@ -25,7 +25,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +34,10 @@ import orjson
 
 from modelwerk import __version__
 from modelwerk.runtime.profile import NumericProfile
+from modelwerk.runtime.server import traffic
+from modelwerk.runtime.server.asgi import ASGIApp
 from modelwerk.runtime.server.batcher import BatcherClosed, MicroBatcher
 from modelwerk.runtime.server.codec import (
-    MAX_ID_LENGTH,
     RequestError,
     decode_v1,
     decode_v2,
@@ -44,29 +45,31 @@ from modelwerk.runtime.server.codec import (
     encode_v2,
 )
 from modelwerk.runtime.server.drift import DriftMonitor
-from modelwerk.runtime.server.feedback import FeedbackTracker
+from modelwerk.runtime.server.feedback import FeedbackTracker, parse_feedback
+from modelwerk.runtime.server.http import (
+    DUMP,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    error,
+    json_bool,
+    read_json,
+    respond,
+    respond_json,
+)
 from modelwerk.runtime.server.metrics import CONTENT_TYPE, ServerMetrics, multiprocess_mode
 from modelwerk.runtime.server.model import LoadedModel, ModelLoadError, describe, load_model
 from modelwerk.runtime.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-_DUMP = orjson.OPT_SERIALIZE_NUMPY
-MAX_FEEDBACK_ITEMS = 10_000
-
-
-class _ClientGone(Exception):
-    pass
-
 
 @dataclass(slots=True)
 class Job:
     x: np.ndarray
     probabilities: bool
+    request_id: str = ""
 
 
 Result = tuple[np.ndarray, np.ndarray | None]
@@ -83,10 +86,6 @@ def _value_buckets(model: LoadedModel) -> list[float] | None:
     return None
 
 
-def _printable(value: str) -> bool:
-    return value.isascii() and value.isprintable()
-
-
 class ModelServer:
     """The ASGI application. Pass a loaded model, or let the ASGI lifespan load it."""
 
@@ -94,6 +93,8 @@ class ModelServer:
         self.settings = settings
         self.model: LoadedModel | None = None
         self.ready = False
+        self.capture: Any = None
+        """The process's :class:`~.capture.ServerCapture` when capture is on."""
         self._refresher: asyncio.Task[None] | None = None
         if model is not None:
             self._attach(model)
@@ -121,6 +122,11 @@ class ModelServer:
         if self.drift is not None:
             self.metrics.set_drift_needed(self.drift.rows_needed, s.drift_method)
         self.feedback = FeedbackTracker(model.task, s.feedback_capacity, s.feedback_window)
+        if s.capture:
+            # Imported only when on: pyarrow costs every worker process memory.
+            from modelwerk.runtime.server.capture import ServerCapture
+
+            self.capture = ServerCapture(s, model, self.metrics.registry)
         self.batcher: MicroBatcher[Job, Result] = MicroBatcher(
             self._predict_batch, s.max_batch_size, s.max_batch_delay_ms / 1000.0
         )
@@ -133,8 +139,10 @@ class ModelServer:
         model = self.model
         assert model is not None
         x = jobs[0].x if len(jobs) == 1 else np.concatenate([j.x for j in jobs])
+        capture = self.capture
         started = time.perf_counter()
-        pred, proba = model.predict(x, any(j.probabilities for j in jobs))
+        want = any(j.probabilities for j in jobs) or (capture is not None and capture.probabilities)
+        pred, proba = model.predict(x, want)
         self.metrics.predict_seconds.observe(time.perf_counter() - started)
         if len(pred) != len(x):
             raise RuntimeError(f"the model returned {len(pred)} predictions for {len(x)} rows")
@@ -144,6 +152,9 @@ class ModelServer:
         self.metrics.predictions(pred)
         if self.drift is not None:
             self.drift.observe(x)
+        if capture is not None:
+            ids = [j.request_id for j in jobs]
+            capture.predicted(time.time(), ids, [len(j.x) for j in jobs], x, pred, proba)
         results: list[Result] = []
         start = 0
         for job in jobs:
@@ -206,6 +217,8 @@ class ModelServer:
                 await self._refresher
         if self.model is not None:
             await self.batcher.close()
+        if self.capture is not None:
+            await asyncio.to_thread(self.capture.close)
         if multiprocess_mode():
             from prometheus_client import multiprocess
 
@@ -221,15 +234,15 @@ class ModelServer:
                 await self._v1_model(scope, receive, send, path[len("/v1/models/") :], method)
             elif path == "/v2/health/live":
                 self._only(method, "GET")
-                await _respond(send, 200, b'{"live":true}')
+                await respond(send, 200, b'{"live":true}')
             elif path == "/v2/health/ready":
                 self._only(method, "GET")
-                await _respond(
-                    send, 200 if self.ready else 503, b'{"ready":%s}' % _bool(self.ready)
+                await respond(
+                    send, 200 if self.ready else 503, b'{"ready":%s}' % json_bool(self.ready)
                 )
             elif path in ("/v2", "/v2/"):
                 self._only(method, "GET")
-                await _respond_json(
+                await respond_json(
                     send,
                     200,
                     {
@@ -244,8 +257,8 @@ class ModelServer:
             else:
                 raise RequestError(f"no such path: {path}", 404)
         except RequestError as exc:
-            await _error(send, exc.status, str(exc), allow=exc.allow)
-        except _ClientGone:
+            await error(send, exc.status, str(exc), allow=exc.allow)
+        except ClientGone:
             pass
 
     @staticmethod
@@ -284,11 +297,11 @@ class ModelServer:
             await self._feedback(scope, receive, send, model)
         elif verb == "ready":
             self._only(method, "GET")
-            body = b'{"name":%s,"ready":%s}' % (orjson.dumps(model.name), _bool(self.ready))
-            await _respond(send, 200 if self.ready else 503, body)
+            body = b'{"name":%s,"ready":%s}' % (orjson.dumps(model.name), json_bool(self.ready))
+            await respond(send, 200 if self.ready else 503, body)
         else:
             self._only(method, "GET")
-            await _respond(send, 200, self._metadata)
+            await respond(send, 200, self._metadata)
 
     async def _v1_model(
         self, scope: Scope, receive: Receive, send: Send, rest: str, method: str
@@ -300,60 +313,17 @@ class ModelServer:
             return
         model = self._served(rest, None)
         self._only(method, "GET")
-        await _respond_json(send, 200, {"name": model.name, "ready": self.ready})
+        await respond_json(send, 200, {"name": model.name, "ready": self.ready})
 
     async def _metrics(self, send: Send) -> None:
         if self.model is None:
-            await _respond(send, 200, b"", content_type=CONTENT_TYPE.encode())
+            await respond(send, 200, b"", content_type=CONTENT_TYPE.encode())
             return
         if self.drift is not None:
             await asyncio.to_thread(self.refresh_drift)
-        await _respond(send, 200, self.metrics.exposition(), content_type=CONTENT_TYPE.encode())
+        await respond(send, 200, self.metrics.exposition(), content_type=CONTENT_TYPE.encode())
 
     # ------------------------------------------------------------------ inference
-    async def _read_json(self, scope: Scope, receive: Receive) -> tuple[Any, str | None]:
-        """The parsed body and the X-Request-Id header; the size limit is enforced while reading."""
-        length: int | None = None
-        header_id: str | None = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise RequestError("invalid Content-Length header") from None
-            elif key == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if 0 < len(candidate) <= MAX_ID_LENGTH:
-                    header_id = candidate
-        limit = self.settings.max_request_bytes
-        if length is not None and length > limit:
-            raise _too_large(limit)
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        body: bytes = message.get("body", b"")
-        if message.get("more_body", False):
-            chunks = [body]
-            size = len(body)
-            while message.get("more_body", False):
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise _ClientGone
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-            body = b"".join(chunks)
-        if len(body) > limit:
-            raise _too_large(limit)
-        if not body:
-            raise RequestError("empty request body; send a JSON object")
-        try:
-            return orjson.loads(body), header_id
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(f"malformed JSON: {exc}") from None
-
     async def _infer(
         self, scope: Scope, receive: Receive, send: Send, model: LoadedModel, protocol: str
     ) -> None:
@@ -366,7 +336,7 @@ class ModelServer:
             batcher = self.batcher
             batcher.arriving += 1  # tells the batcher that this request will join shortly
             try:
-                doc, header_id = await self._read_json(scope, receive)
+                doc, header_id = await read_json(scope, receive, self.settings.max_request_bytes)
                 if protocol == "v2":
                     decoded = decode_v2(model, doc)
                     job = Job(decoded.x, decoded.probabilities)
@@ -376,7 +346,10 @@ class ModelServer:
                     rid = header_id
             finally:
                 batcher.arriving -= 1
-            rid = rid or os.urandom(16).hex()  # as unique as uuid4().hex, a third of the cost
+            # Server-made ids are random 128-bit (as unique as uuid4().hex at a third of the
+            # cost): unique across pods and restarts, so captures and labels join on them.
+            rid = rid or os.urandom(16).hex()
+            job.request_id = rid
             try:
                 pred, proba = await batcher.submit(job)
             except (ValueError, TypeError) as exc:
@@ -385,18 +358,18 @@ class ModelServer:
             self.feedback.remember(rid, pred.copy())
             payload = encode_v2(model, rid, pred, proba) if protocol == "v2" else encode_v1(pred)
             code = 200
-            await _respond(send, 200, orjson.dumps(payload, option=_DUMP), request_id=rid)
+            await respond(send, 200, orjson.dumps(payload, option=DUMP), request_id=rid)
         except RequestError as exc:
             code = exc.status
-            await _error(send, code, str(exc), request_id=rid)
+            await error(send, code, str(exc), request_id=rid)
         except BatcherClosed as exc:
             code = 503
-            await _error(send, code, str(exc), request_id=rid)
-        except _ClientGone:
+            await error(send, code, str(exc), request_id=rid)
+        except ClientGone:
             code = 499  # nginx's "client closed request"; nobody receives it
         except Exception as exc:
             log.exception("inference failed")
-            await _error(send, 500, f"prediction failed: {type(exc).__name__}", request_id=rid)
+            await error(send, 500, f"prediction failed: {type(exc).__name__}", request_id=rid)
         finally:
             metrics.in_flight.dec()
             metrics.latency.observe(time.perf_counter() - started)
@@ -406,110 +379,38 @@ class ModelServer:
     async def _feedback(
         self, scope: Scope, receive: Receive, send: Send, model: LoadedModel
     ) -> None:
-        doc, _ = await self._read_json(scope, receive)
-        if isinstance(doc, dict) and "feedback" in doc:
-            doc = doc["feedback"]
-        items = doc if isinstance(doc, list) else [doc]
-        if not items:
-            raise RequestError("no feedback given")
-        if len(items) > MAX_FEEDBACK_ITEMS:
-            raise RequestError(f"at most {MAX_FEEDBACK_ITEMS} feedback items per request")
-        pairs: list[tuple[str, list[Any]]] = []
-        for i, item in enumerate(items):
-            where = f"feedback[{i}]"
-            if not isinstance(item, dict):
-                raise RequestError(f'{where} must be an object {{"id": ..., "label": ...}}')
-            rid = item.get("id")
-            if not isinstance(rid, str | int) or isinstance(rid, bool):
-                raise RequestError(f"{where} needs the 'id' of the answered request")
-            if "label" in item:
-                labels = item["label"] if isinstance(item["label"], list) else [item["label"]]
-            elif isinstance(item.get("labels"), list):
-                labels = item["labels"]
-            else:
-                raise RequestError(f"{where} needs a 'label' (or a list 'labels', one per row)")
-            for label in labels:
-                if model.task == "regression":
-                    ok = isinstance(label, int | float) and not isinstance(label, bool)
-                else:
-                    ok = isinstance(label, str | int | float | bool)
-                if not ok:
-                    raise RequestError(
-                        f"{where}: label {label!r} is not a valid {model.task} target"
-                    )
-            remembered = self.feedback.lookup(str(rid))
-            if remembered is not None and len(remembered) != len(labels):
+        doc, _ = await read_json(scope, receive, self.settings.max_request_bytes)
+        items = parse_feedback(doc, model.task)
+        self.feedback.check(items)
+        stored = None
+        if self.capture is not None:
+            stored = self.capture.labelled(items, time.time())
+            if stored is None:
                 raise RequestError(
-                    f"{where}: request {rid!s} had {len(remembered)} rows, "
-                    f"but {len(labels)} labels came"
+                    "the labels cannot be stored right now (the buffer is full: the store is "
+                    "slow or down); send them again later",
+                    503,
                 )
-            pairs.append((str(rid), labels))
-        result = self.feedback.record(pairs)
-        m = self.metrics
-        m.feedback("unmatched", result.unmatched)
-        if model.task == "classification":
-            m.feedback("correct", result.correct)
-            m.feedback("incorrect", result.matched - result.correct)
-        else:
-            m.feedback("matched", result.matched)
-            m.feedback_abs_error.inc(result.abs_error)
+        result = self.feedback.record(items)
         value = self.feedback.value
-        m.live_labelled.set(self.feedback.labelled)
-        if value is not None:
-            (m.live_accuracy if model.task == "classification" else m.live_mae).set(value)
+        self.metrics.record_feedback(model.task, result, self.feedback.labelled, value)
         key = "accuracy" if model.task == "classification" else "mae"
-        await _respond_json(
-            send,
-            200,
-            {
-                "received": result.received,
-                "matched": result.matched,
-                "unmatched": result.unmatched,
-                key: value,
-            },
-        )
-
-
-def _too_large(limit: int) -> RequestError:
-    return RequestError(f"request body larger than {limit} bytes", 413)
-
-
-def _bool(value: bool) -> bytes:
-    return b"true" if value else b"false"
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    request_id: str | None = None,
-    content_type: bytes = b"application/json",
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
-    if request_id is not None and _printable(request_id):
-        headers.append((b"x-request-id", request_id.encode()))
-    if extra:
-        headers += extra
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _respond_json(send: Send, status: int, payload: Any) -> None:
-    await _respond(send, status, orjson.dumps(payload, option=_DUMP))
-
-
-async def _error(
-    send: Send, status: int, message: str, request_id: str | None = None, allow: str | None = None
-) -> None:
-    extra = [(b"allow", allow.encode())] if allow else None
-    await _respond(send, status, orjson.dumps({"error": message}), request_id, extra=extra)
+        answer = {
+            "received": result.received,
+            "matched": result.matched,
+            "unmatched": result.unmatched,
+            key: value,
+        }
+        if stored is not None:
+            answer["stored"] = stored
+        await respond_json(send, 200, answer)
 
 
 def create_app(settings: ServerSettings, model: LoadedModel | None = None) -> ModelServer:
     return ModelServer(settings, model)
 
 
-def create_app_from_env() -> ModelServer:
-    """uvicorn's factory for worker processes: settings from ``MODELWERK_SERVER_*``."""
-    return ModelServer(ServerSettings())
+def create_app_from_env() -> ASGIApp:
+    """uvicorn's factory for worker processes: settings from ``MODELWERK_SERVER_*``; behind
+    its shadow mirror and A/B router when the pod has them (``traffic``)."""
+    return traffic.wrap(ModelServer(ServerSettings()))

@@ -18,21 +18,32 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
-
+from modelwerk.runtime.flags import add_flags, configure_logging, settings_from
 from modelwerk.runtime.server.settings import ServerSettings
 
 log = logging.getLogger("modelwerk.serve")
 TERMINATION_LOG = "/dev/termination-log"
 
-_FLAGS: list[tuple[str, dict[str, object]]] = [
+_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--model-uri", {"help": "the model.joblib to serve (pvc://, file://, path, fsspec URL)"}),
     ("--sha256", {"help": "expected sha256 of the artifact (required)"}),
     ("--name", {"dest": "model_name", "help": "model name in /v2/models/<name>"}),
     ("--version", {"help": "version label (default: first 12 hex of sha256)"}),
     ("--model-card-uri", {"help": "model card (default: model-card.json next to the model)"}),
     ("--profile-uri", {"help": "reference profile for drift (default: from the model card)"}),
+    (
+        "--backend",
+        {
+            "choices": ["auto", "onnx", "joblib"],
+            "help": "onnx: the verified compiled model; joblib: the original; auto (default): "
+            "onnx when --compiled-sha256 is given",
+        },
+    ),
+    ("--compiled-uri", {"help": "the compiled model.onnx (default: from the model card)"}),
+    ("--compiled-sha256", {"help": "expected sha256 of the compiled model"}),
+    ("--intra-op-threads", {"type": int, "help": "ONNX Runtime threads per worker (default 1)"}),
     ("--host", {"help": "address to bind (default 0.0.0.0)"}),
     ("--port", {"type": int, "help": "port (default 8080)"}),
     ("--workers", {"type": int, "help": "server processes (default 1)"}),
@@ -69,6 +80,24 @@ _FLAGS: list[tuple[str, dict[str, object]]] = [
     ("--drift-interval-seconds", {"type": float, "help": "recompute drift at most this often"}),
     ("--feedback-capacity", {"type": int, "help": "predictions remembered for feedback"}),
     ("--feedback-window", {"type": int, "help": "labelled rows behind live accuracy"}),
+    ("--capture-root", {"help": "store for capture (default: $MODELWERK_ARTIFACT_ROOT)"}),
+    ("--namespace", {"help": "namespace in capture paths (default: default)"}),
+    ("--deployment", {"help": "Deployment in capture paths (default: the model name)"}),
+    ("--track", {"help": "the pod's color, recorded with each prediction"}),
+    ("--pod", {"help": "pod name in capture rows and file names (default: host name)"}),
+    (
+        "--capture-input-rate",
+        {"type": float, "help": "share of requests whose inputs are captured (default 0.1)"},
+    ),
+    (
+        "--capture-flush-seconds",
+        {"type": float, "help": "write buffered capture rows at least this often (default 10)"},
+    ),
+    ("--capture-file-rows", {"type": int, "help": "rows per capture file at most (default 50000)"}),
+    (
+        "--capture-buffer-rows",
+        {"type": int, "help": "rows buffered per stream before dropping (default 100000)"},
+    ),
     ("--log-level", {"choices": ["critical", "error", "warning", "info", "debug"]}),
 ]
 
@@ -80,14 +109,32 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every option can also be set as MODELWERK_SERVER_<OPTION> (e.g. "
         "MODELWERK_SERVER_MODEL_URI, MODELWERK_SERVER_MODEL_NAME); options win.",
     )
-    for flag, kwargs in _FLAGS:
-        parser.add_argument(flag, default=None, **kwargs)  # type: ignore[arg-type]
+    add_flags(parser, _FLAGS)
     parser.add_argument(
         "--no-drift",
         dest="drift_enabled",
         action="store_false",
         default=None,
         help="do not compute drift even if a profile is available",
+    )
+    parser.add_argument(
+        "--allow-version-mismatch",
+        action="store_true",
+        default=None,
+        help="serve an artifact written by another scikit-learn minor version (unsupported)",
+    )
+    parser.add_argument(
+        "--capture",
+        action="store_true",
+        default=None,
+        help="write predictions, sampled inputs and labels to the store (Parquet)",
+    )
+    parser.add_argument(
+        "--no-capture-probabilities",
+        dest="capture_probabilities",
+        action="store_false",
+        default=None,
+        help="do not capture class probabilities",
     )
     parser.add_argument(
         "--access-log",
@@ -107,29 +154,25 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    try:
-        settings = ServerSettings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"modelwerk serve: invalid settings: {problems}", file=sys.stderr)
+    settings = settings_from(ServerSettings, build_parser().parse_args(argv), "modelwerk serve")
+    if settings is None:
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
 
+    from modelwerk.runtime.server.compatibility import EXIT_INCOMPATIBLE, IncompatibleModel
     from modelwerk.runtime.server.model import ModelLoadError, load_model
 
     try:
         model = load_model(settings)
     except ModelLoadError as exc:
         return _fail(str(exc))
+    except IncompatibleModel as exc:
+        _fail(str(exc))
+        return EXIT_INCOMPATIBLE
 
     import uvicorn
 
+    from modelwerk.runtime.server import traffic
     from modelwerk.runtime.server.app import create_app
 
     common = {
@@ -141,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "lifespan": "on",
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, model), **common)  # type: ignore[arg-type]
+        uvicorn.run(traffic.wrap(create_app(settings, model)), **common)  # type: ignore[arg-type]
         return 0
     # Workers are fresh interpreters (spawn): each verifies and loads the model again from the
     # environment; this process only proved it can be loaded, and drops it.

@@ -31,6 +31,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from modelwerk.runtime.server.drift import DriftScores
+from modelwerk.runtime.server.feedback import FeedbackResult
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -219,6 +220,21 @@ class ServerMetrics:
     def feedback(self, result: str, rows: int) -> None:
         if rows:
             self._feedback.labels(*self._mv, result).inc(rows)
+
+    def record_feedback(
+        self, task: str, result: FeedbackResult, labelled: int, value: float | None
+    ) -> None:
+        """This process's view of feedback: counters, and its rolling accuracy or MAE."""
+        self.feedback("unmatched", result.unmatched)
+        if task == "classification":
+            self.feedback("correct", result.correct)
+            self.feedback("incorrect", result.matched - result.correct)
+        else:
+            self.feedback("matched", result.matched)
+            self.feedback_abs_error.inc(result.abs_error)
+        self.live_labelled.set(labelled)
+        if value is not None:
+            (self.live_accuracy if task == "classification" else self.live_mae).set(value)
 
     def set_drift(self, scores: DriftScores, method: str) -> None:
         self.drift_rows.set(scores.rows)

@@ -39,6 +39,18 @@ class ServerSettings(BaseSettings):
     """Reference profile for drift; defaults to the model card's dataset profile."""
     drift_enabled: bool = True
     """Compute drift when a profile is available."""
+    backend: Literal["auto", "onnx", "joblib"] = "auto"
+    """What predicts: ``onnx`` (the verified compiled model), ``joblib`` (the original), or
+    ``auto``: onnx when ``compiled_sha256`` is given, else joblib."""
+    compiled_uri: str | None = None
+    """The compiled ``model.onnx``; defaults to the location the model card records."""
+    compiled_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Expected sha256 of the compiled model (the ModelVersion's ``spec.compiled.sha256``)."""
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+    """ONNX Runtime threads per predict call in each worker."""
+    allow_version_mismatch: bool = False
+    """Load an artifact written by another scikit-learn minor version (unsupported by
+    scikit-learn; off by default)."""
 
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -72,6 +84,31 @@ class ServerSettings(BaseSettings):
     """Predictions remembered by request id for feedback (LRU)."""
     feedback_window: int = Field(default=1000, ge=1)
     """Labelled rows behind the rolling live accuracy / MAE."""
+
+    capture: bool = False
+    """Write every prediction (and a sample of the inputs) and every label to the store, under
+    ``captures/`` and ``labels/`` (see :mod:`modelwerk.runtime.capture`)."""
+    capture_root: str | None = None
+    """The store's root URI (``pvc://<claim>``, ``s3://bucket/prefix``, a directory); defaults
+    to ``MODELWERK_ARTIFACT_ROOT``."""
+    namespace: str = Field(default="default", min_length=1, max_length=253)
+    """The namespace in capture paths."""
+    deployment: str | None = Field(default=None, min_length=1, max_length=253)
+    """The Deployment in capture paths; defaults to the model name."""
+    track: str | None = Field(default=None, max_length=63)
+    """The pod's color (blue, green), recorded with each prediction."""
+    pod: str | None = Field(default=None, min_length=1, max_length=253)
+    """The pod's name, recorded with each row and in file names; defaults to the host name."""
+    capture_input_rate: float = Field(default=0.1, ge=0, le=1)
+    """Share of requests whose inputs are captured (predictions always are)."""
+    capture_probabilities: bool = True
+    """Capture class probabilities when the model has predict_proba."""
+    capture_flush_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """Buffered rows are written at least this often."""
+    capture_file_rows: int = Field(default=50_000, ge=1)
+    """Rows per Parquet file at most; a full file's worth is written at once."""
+    capture_buffer_rows: int = Field(default=100_000, ge=1)
+    """Rows a process buffers at most per stream; beyond, rows are dropped and counted."""
 
     access_log: bool = False
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

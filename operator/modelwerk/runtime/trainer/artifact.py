@@ -1,4 +1,4 @@
-"""Publishing a trained pipeline: ``models/<model>/<sha256>/{model.joblib,model-card.json}``.
+"""Publishing a trained pipeline: ``models/<model>/<sha256>/{model.joblib,model.onnx,model-card.json}``.
 
 The address is the sha256 of the joblib file, so the model is serialised into a staging
 directory first, hashed, described by its card, then moved into place (see
@@ -17,14 +17,18 @@ from typing import IO
 from modelwerk.api.base import ObjectMeta
 from modelwerk.runtime import publish, storage
 from modelwerk.runtime.artifacts import (
+    COMPILED_FILE,
     MODEL_CARD_FILE,
     MODEL_FILE,
     ArtifactRef,
+    CompiledArtifact,
     DatasetLineage,
     Evaluation,
     ModelCard,
     TrainingLineage,
+    TrialsRef,
 )
+from modelwerk.runtime.trainer.compile import Compilation
 from modelwerk.runtime.trainer.train import Trained
 
 
@@ -66,8 +70,11 @@ def write(
     dataset: DatasetLineage,
     job: ObjectMeta,
     duration_seconds: float,
+    compilation: Compilation | None = None,
+    trials: TrialsRef | None = None,
 ) -> Published:
-    """Serialise, hash, describe and publish ``trained`` under the artifact ``root``."""
+    """Serialise, hash, describe and publish ``trained`` under the artifact ``root``; a verified
+    ``compilation`` is published next to it as ``model.onnx``."""
     import joblib
     import sklearn
 
@@ -83,6 +90,7 @@ def write(
         if publish.is_complete(final, MODEL_CARD_FILE):
             publish.discard(staging)
             return Published(read_card(card_uri), card_uri, new=False)
+        compiled = _stage_compiled(compilation, staging, final)
         card = ModelCard(
             model=model,
             task=trained.task,
@@ -112,6 +120,10 @@ def write(
                 warnings=trained.warnings,
             ),
             duration_seconds=round(duration_seconds, 3),
+            compiled=compiled,
+            fairness=trained.fairness,
+            robustness=trained.robustness,
+            trials=trials,
         )
         with storage.open_uri(storage.join(staging, MODEL_CARD_FILE), "w") as handle:
             handle.write(card.model_dump_json(by_alias=True, indent=2))
@@ -121,6 +133,25 @@ def write(
         publish.discard(staging)
         raise
     return Published(card, card_uri, new=True)
+
+
+def _stage_compiled(
+    compilation: Compilation | None, staging: str, final: str
+) -> CompiledArtifact | None:
+    """Write a verified compiled model into ``staging``; its card entry points at ``final``."""
+    if compilation is None:
+        return None
+    if compilation.model is None:
+        return compilation.artifact
+    with storage.open_uri(storage.join(staging, COMPILED_FILE), "wb") as handle:
+        handle.write(compilation.model)
+    return compilation.artifact.model_copy(
+        update={
+            "uri": storage.join(final, COMPILED_FILE),
+            "sha256": hashlib.sha256(compilation.model).hexdigest(),
+            "size_bytes": len(compilation.model),
+        }
+    )
 
 
 class _HashingWriter:

@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         "--local", action="store_true", help="validate the Dataset and train without a cluster"
     )
     parser.add_argument(
+        "--search-stage",
+        type=int,
+        metavar="K",
+        help="evaluate this pod's share (index $JOB_COMPLETION_INDEX) of stage K of a "
+        "parallel search, instead of training",
+    )
+    parser.add_argument(
         "--artifact-root",
         help=f"artifact store root (default: ${publish.ROOT_ENV}; "
         f"with --local, {publish.LOCAL_DEFAULT_ROOT})",
@@ -67,12 +74,17 @@ def main(argv: list[str]) -> int:
         from modelwerk.runtime.trainer import local
 
         return local.run(args.file, args.dataset, root or publish.LOCAL_DEFAULT_ROOT, sys.stdout)
-    outcome = run_pod(args.file, root)
-    print(termination.write(train_job.compact(outcome.result)))
+    outcome = run_pod(args.file, root, args.search_stage)
+    if args.search_stage is not None:
+        from modelwerk.runtime.trainer import search_pod
+
+        print(termination.write(search_pod.compact(outcome.result)))
+    else:
+        print(termination.write(train_job.compact(outcome.result)))
     return outcome.exit_code
 
 
-def run_pod(file: str | None, root: str | None) -> train_job.Outcome:
+def run_pod(file: str | None, root: str | None, stage: int | None = None) -> train_job.Outcome:
     """The training Job: inputs from the environment, every failure an Outcome."""
     try:
         try:
@@ -89,6 +101,10 @@ def run_pod(file: str | None, root: str | None) -> train_job.Outcome:
         result = {"ok": False, "reason": failure.reason, "error": failure.message}
         return train_job.Outcome(result, failure.exit_code)
     try:
+        if stage is not None:
+            from modelwerk.runtime.trainer import search_pod
+
+            return search_pod.run(job, data, root, stage)
         return train_job.run(job, data, root)
     except Exception as error:  # run() reports its own failures; this is the last resort
         result = {"ok": False, "reason": "Internal", "error": f"{type(error).__name__}: {error}"}

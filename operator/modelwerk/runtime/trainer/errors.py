@@ -12,6 +12,7 @@ Reason = Literal[
     "DatasetUnreadable",
     "DatasetInvalid",
     "TrainingError",
+    "ModelRejected",
     "ArtifactStoreError",
     "Internal",
 ]
@@ -19,7 +20,8 @@ Reason = Literal[
 EXIT_OK = 0
 """Trained, evaluated and published; gate results are reported, the operator enforces them."""
 EXIT_FAILED = 1
-"""TrainingError, ArtifactStoreError or Internal: the run broke."""
+"""TrainingError, ModelRejected (a trainer container's model that cannot be loaded safely,
+predict the holdout or be served), ArtifactStoreError or Internal: the run broke."""
 EXIT_DATA = 2
 """DatasetUnreadable or DatasetInvalid: the data is the problem."""
 EXIT_CONFIG = 3

@@ -13,9 +13,19 @@ import importlib
 from typing import Any
 
 from modelwerk.api.v1alpha1.estimators import ESTIMATORS
+from modelwerk.api.v1alpha1.search import SearchRange
 from modelwerk.runtime.trainer.errors import TrainingFailure
 
 SEED_PARAM = "random_state"
+DEFAULTS: dict[str, dict[str, Any]] = {
+    # One thread unless the spec says otherwise: the same spec trains the same model on any
+    # node, whatever its core count (LightGBM's parallel histogram sums are order-dependent),
+    # and search pods on a shared node do not oversubscribe it. LightGBM also stays quiet.
+    "XGBClassifier": {"n_jobs": 1},
+    "XGBRegressor": {"n_jobs": 1},
+    "LGBMClassifier": {"n_jobs": 1, "verbose": -1},
+    "LGBMRegressor": {"n_jobs": 1, "verbose": -1},
+}
 
 
 def estimator_class(name: str) -> type[Any]:
@@ -53,7 +63,8 @@ def effective_params(cls: type[Any], params: dict[str, Any], seed: int) -> dict[
 def build(name: str, params: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
     """(unfitted estimator, the params it was built with)."""
     cls = estimator_class(name)
-    used = effective_params(cls, params, seed)
+    # Defaults after the check: LightGBM takes ``verbose`` through **kwargs, not get_params().
+    used = {**DEFAULTS.get(name, {}), **effective_params(cls, params, seed)}
     return construct(cls, used, where="estimator.params"), used
 
 
@@ -62,16 +73,19 @@ def construct(cls: type[Any], params: dict[str, Any], where: str) -> Any:
         estimator = cls(**params)
         # scikit-learn validates params at fit time; _validate_params (public behaviour since
         # 1.2, private name) does the same check now, so bad values fail before any fitting.
+        # XGBoost's and LightGBM's classes inherit the method but declare no constraints: they
+        # check their params when fitting.
         validate = getattr(estimator, "_validate_params", None)
-        if callable(validate):
+        if callable(validate) and hasattr(estimator, "_parameter_constraints"):
             validate()
     except (TypeError, ValueError) as error:
         raise TrainingFailure("InvalidParams", f"invalid params in {where}: {error}") from error
     return estimator
 
 
-def check_space(name: str, params: dict[str, Any], space: dict[str, list[Any]]) -> None:
-    """Every search-space name is a parameter and every candidate value is acceptable."""
+def check_space(name: str, params: dict[str, Any], space: dict[str, Any]) -> None:
+    """Every search-space name is a parameter and every candidate value is acceptable (a
+    range's ends stand for the range)."""
     cls = estimator_class(name)
     valid = param_names(cls)
     unknown = sorted(set(space) - valid)
@@ -81,8 +95,14 @@ def check_space(name: str, params: dict[str, Any], space: dict[str, list[Any]]) 
             f"invalid params: search.space names {', '.join(unknown)}, which "
             f"{name} does not have; valid: {', '.join(sorted(valid))}",
         )
-    for key, values in space.items():
-        if not isinstance(values, list) or not values:
+    for key, entry in space.items():
+        if isinstance(entry, SearchRange):
+            cast = int if entry.type == "int" else float
+            for end in ("low", "high"):
+                value = cast(getattr(entry, end))
+                construct(cls, {**params, key: value}, where=f"search.space.{key}.{end}")
+            continue
+        if not isinstance(entry, list) or not entry:
             raise TrainingFailure("InvalidParams", f"invalid params: search.space.{key} is empty")
-        for index, value in enumerate(values):
+        for index, value in enumerate(entry):
             construct(cls, {**params, key: value}, where=f"search.space.{key}[{index}]")

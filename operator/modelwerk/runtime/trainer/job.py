@@ -10,6 +10,9 @@ Inputs (set by the operator on the training container):
 ``MODELWERK_DATASET_TARGET``        the label column
 ``MODELWERK_DATASET_PROFILE_URI``   its reference profile (optional; recorded as lineage)
 ``MODELWERK_ARTIFACT_ROOT``         where ``models/<model>/<sha256>/`` is written
+``MODELWERK_RUN``                   the run's fingerprint (keys ``runs/…/<run>/``; optional)
+``MODELWERK_MLFLOW_*``              the operator's default tracking server (optional; see
+                                    :mod:`~modelwerk.runtime.trainer.tracking`)
 ==================================  ==========================================================
 
 Result on success (≤ 4 KiB, camelCase)::
@@ -19,7 +22,12 @@ Result on success (≤ 4 KiB, camelCase)::
      "signature": {"inputs": [[name, datatype]], "outputs": [[name, datatype, shape]],
                    "classes": […]},
      "gates": [{"metric", "operator", "threshold", "value", "passed"}], "gatesPassed",
-     "datasetVersion", "durationSeconds", "fitSeconds", "warnings": […]}
+     "datasetVersion", "durationSeconds", "fitSeconds", "warnings": […],
+     "compiled": {"verified", "reason", "uri", "sha256", "converter", "opset", "precision",
+                  "rows", "holdoutRows", "labelAgreement", "maxProbabilityDiff", …}}
+     "fairness": {…}, "robustness": {…}, "trials": [best 5], "trialCount", "trialsUri",
+     "environment": {"python", "libraries"}, "tracking": {"mlflow": {…}} | null,
+     "trackingError": "…" | null}
 
 and on failure ``{"ok": false, "reason": "<Reason>", "error": "…", "durationSeconds"}`` (see
 :mod:`~modelwerk.runtime.trainer.errors` for reasons and exit codes). Gates are evaluated and
@@ -30,16 +38,27 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from modelwerk.api.v1alpha1.evaluation import gate_figures
 from modelwerk.api.v1alpha1.training_job import TrainingJob
-from modelwerk.runtime import publish, termination
-from modelwerk.runtime.artifacts import DatasetLineage
+from modelwerk.runtime import publish, storage, termination
+from modelwerk.runtime.artifacts import CompiledArtifact, DatasetLineage, TrialsRef
 from modelwerk.runtime.data import snapshot
-from modelwerk.runtime.trainer import artifact, signature, train
+from modelwerk.runtime.trainer import (
+    artifact,
+    fairness,
+    robustness,
+    signature,
+    tracking,
+    train,
+    trials,
+)
+from modelwerk.runtime.trainer.compile import Compilation, compile_pipeline
 from modelwerk.runtime.trainer.errors import EXIT_FAILED, EXIT_OK, TrainingFailure
 
 TRAININGJOB_ENV = "MODELWERK_TRAININGJOB"
@@ -48,6 +67,8 @@ DATASET_VERSION_ENV = "MODELWERK_DATASET_VERSION"
 DATASET_SNAPSHOT_ENV = "MODELWERK_DATASET_SNAPSHOT_URI"
 DATASET_TARGET_ENV = "MODELWERK_DATASET_TARGET"
 DATASET_PROFILE_ENV = "MODELWERK_DATASET_PROFILE_URI"
+RUN_ENV = "MODELWERK_RUN"
+STATUS_TRIALS = 5
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,10 @@ class DatasetInput:
         )
 
 
+Published = tuple["train.Trained", "artifact.Published", TrialsRef | None]
+"""What a run produced: the model, where it was published, its search's trial table."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     result: dict[str, Any]
@@ -94,46 +119,110 @@ class Outcome:
         return bool(self.result.get("ok"))
 
 
+_STORE_FAILURES: tuple[type[Exception], ...] = (publish.PublishError, *storage.STORE_ERRORS)
+
+
 def run(job: TrainingJob, data: DatasetInput, root: str) -> Outcome:
     """Train ``job`` on ``data``; every failure becomes an Outcome with a reason."""
     started = time.perf_counter()
-    try:
-        try:
-            publish.segment(job.spec.model.name)
-        except publish.PublishError as error:
-            raise TrainingFailure("InvalidSpec", str(error)) from error
+
+    def train_and_publish() -> Published:
+        check_model_name(job)
         frame = load(data)
-        trained = train.fit(job.spec, frame, data.target)
-        published = artifact.write(
-            trained,
-            root=publish.root_uri(root),
-            model=job.spec.model.name,
-            estimator=job.spec.estimator.name,
-            dataset=DatasetLineage(
-                name=data.name, version=data.version, profile_uri=data.profile_uri
-            ),
-            job=job.metadata,
-            duration_seconds=time.perf_counter() - started,
+        directory = run_directory(job, root)
+        searched = None
+        if job.spec.search is not None and job.spec.search.parallel:
+            # The search ran in its own pods; their records are the search's result.
+            searched = trials.read(trials.table(directory))
+        trained = train.fit(job.spec, frame, data.target, searched)
+        trials_ref = None
+        if trained.trials:
+            table = trials.table(directory)
+            if searched is None:
+                table = trials.write(trained.trials, directory)
+            trials_ref = TrialsRef(
+                uri=table,
+                count=len(trained.trials),
+                scoring=trained.trials[0].scoring,
+                best=[t.summary() for t in trained.trials[:STATUS_TRIALS]],
+            )
+        # Compiled only for a model that will be registered: a rejected run needs no model.onnx.
+        compilation = (
+            compile_pipeline(
+                trained.model, frame, trained.signature, trained.task, holdout=trained.holdout
+            )
+            if all(g["passed"] for g in gate_results(job, trained))
+            else None
         )
+        estimator = job.spec.estimator.name if job.spec.estimator else "trainer"
+        published = publish_model(
+            job, data, root, trained, estimator, started, trials_ref, compilation
+        )
+        return trained, published, trials_ref
+
+    return guarded(job, data, started, train_and_publish)
+
+
+def check_model_name(job: TrainingJob) -> None:
+    try:
+        publish.segment(job.spec.model.name)
+    except publish.PublishError as error:
+        raise TrainingFailure("InvalidSpec", str(error)) from error
+
+
+def publish_model(
+    job: TrainingJob,
+    data: DatasetInput,
+    root: str,
+    trained: train.Trained,
+    estimator: str,
+    started: float,
+    trials_ref: TrialsRef | None = None,
+    compilation: Compilation | None = None,
+) -> artifact.Published:
+    return artifact.write(
+        trained,
+        root=publish.root_uri(root),
+        model=job.spec.model.name,
+        estimator=estimator,
+        dataset=DatasetLineage(name=data.name, version=data.version, profile_uri=data.profile_uri),
+        job=job.metadata,
+        duration_seconds=time.perf_counter() - started,
+        compilation=compilation,
+        trials=trials_ref,
+    )
+
+
+def guarded(
+    job: TrainingJob,
+    data: DatasetInput,
+    started: float,
+    work: Callable[[], Published],
+) -> Outcome:
+    """Run ``work`` (train or evaluate, then publish) and report; every failure an Outcome."""
+    try:
+        trained, published, trials_ref = work()
     except TrainingFailure as failure:
         return _failed(failure.reason, failure.message, failure.exit_code, started)
-    except (publish.PublishError, OSError) as error:
+    except _STORE_FAILURES as error:
         return _failed(
             "ArtifactStoreError", f"{type(error).__name__}: {error}", EXIT_FAILED, started
         )
     except Exception as error:  # the pod must always leave a result behind
         return _failed("Internal", f"{type(error).__name__}: {error}", EXIT_FAILED, started)
+    return Outcome(report(job, data, trained, published, trials_ref, started), EXIT_OK, trained)
 
-    gates = [
-        {
-            "metric": gate.metric,
-            "operator": gate.operator,
-            "threshold": gate.threshold,
-            "value": trained.metrics.get(gate.metric),
-            "passed": gate.metric in trained.metrics and gate.passes(trained.metrics[gate.metric]),
-        }
-        for gate in job.spec.gates
-    ]
+
+def report(
+    job: TrainingJob,
+    data: DatasetInput,
+    trained: train.Trained,
+    published: artifact.Published,
+    trials_ref: TrialsRef | None,
+    started: float,
+) -> dict[str, Any]:
+    """The result of a published model (see the module docstring), tracked if configured."""
+    gates = gate_results(job, trained)
     card = published.card
     result: dict[str, Any] = {
         "ok": True,
@@ -154,8 +243,68 @@ def run(job: TrainingJob, data: DatasetInput, root: str) -> Outcome:
         "durationSeconds": round(time.perf_counter() - started, 3),
         "fitSeconds": round(trained.fit_seconds, 3),
         "warnings": trained.warnings,
+        "environment": {
+            "python": card.libraries.get("python"),
+            "libraries": {k: v for k, v in card.libraries.items() if k != "python"},
+        },
     }
-    return Outcome(result, EXIT_OK, trained)
+    if card.compiled is not None:
+        result["compiled"] = compiled_result(card.compiled)
+    if trained.fairness is not None:
+        result["fairness"] = fairness.summary(trained.fairness)
+    if trained.robustness is not None:
+        result["robustness"] = robustness.summary(trained.robustness)
+    if trials_ref is not None:
+        result |= {"trials": trials_ref.best, "trialCount": trials_ref.count}
+        result["trialsUri"] = trials_ref.uri
+    target = tracking.target(job.spec.tracking)
+    if target is not None:
+        logged = tracking.log_run(target, job, data, trained, card, published.card_uri, gates)
+        result["tracking"] = logged.record
+        result["trackingError"] = logged.error
+    result["durationSeconds"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def gate_results(job: TrainingJob, trained: train.Trained) -> list[dict[str, Any]]:
+    """Every gate against the run's figures (holdout metrics, fairness, robustness)."""
+    figures = gate_figures(
+        trained.metrics,
+        trained.fairness.figures if trained.fairness else None,
+        trained.robustness.figures if trained.robustness else None,
+    )
+    return [gate.result(figures).model_dump() for gate in job.spec.gates]
+
+
+def compiled_result(card: CompiledArtifact) -> dict[str, Any]:
+    """The compilation in the ModelVersion's ``spec.compiled`` shape (camelCase)."""
+    snapshot = card.snapshot
+    out: dict[str, Any] = {
+        "verified": card.verified,
+        "reason": card.reason,
+        "uri": card.uri,
+        "sha256": card.sha256,
+        "converter": card.converter,
+        "opset": card.opsets.get(""),
+        "precision": card.precision,
+        "rows": snapshot.rows if snapshot else None,
+        "holdoutRows": card.holdout.rows if card.holdout else None,
+    }
+    if snapshot is not None:
+        out |= snapshot.model_dump(by_alias=True, exclude={"rows"})
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def run_directory(job: TrainingJob, root: str) -> str:
+    """The run-scoped directory (``runs/<ns>/<tj>/<uid>/<run>``) of this pod's run."""
+    meta = job.metadata
+    return trials.run_dir(
+        publish.root_uri(root),
+        meta.namespace or "default",
+        meta.name,
+        meta.uid,
+        os.environ.get(RUN_ENV, ""),
+    )
 
 
 def load(data: DatasetInput) -> pd.DataFrame:
@@ -181,8 +330,23 @@ def compact(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` cut to the termination-message limit; the full details are in the card."""
     return termination.fit(
         result,
-        lists=("warnings", "signature.inputs", "signature.classes"),
-        droppable=("warnings", "bestParams"),
+        lists=(
+            "warnings",
+            "robustness.mostSensitive",
+            "trials",
+            "fairness.groups",
+            "signature.inputs",
+            "signature.classes",
+        ),
+        droppable=(
+            "warnings",
+            "bestParams",
+            "trials",
+            "environment",
+            "fairness",
+            "robustness",
+            "compiled",
+        ),
     )
 
 

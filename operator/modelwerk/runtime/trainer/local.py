@@ -36,6 +36,11 @@ def run(file: str, dataset_file: str | None, root: str, out: TextIO) -> int:
     if dataset.spec.target is None:
         print(f"error: Dataset {dataset.metadata.name} has no spec.target to train on", file=out)
         return EXIT_CONFIG
+    if job.spec.estimator is None:
+        print(
+            "error: --local trains spec.estimator; spec.trainer images run in the cluster", file=out
+        )
+        return EXIT_CONFIG
 
     checked = data_job.validate(dataset, root)
     result = checked.result
@@ -75,7 +80,8 @@ def run(file: str, dataset_file: str | None, root: str, out: TextIO) -> int:
 
 def _print_result(job: TrainingJob, result: dict[str, Any], out: TextIO) -> None:
     print(
-        f"Model     {job.spec.model.name}  {job.spec.estimator.name} ({result['task']})"
+        f"Model     {job.spec.model.name}  {job.spec.estimator and job.spec.estimator.name}"
+        f" ({result['task']})"
         f"  fit {result['fitSeconds']:.2f} s, total {result['durationSeconds']:.2f} s",
         file=out,
     )

@@ -1,0 +1,279 @@
+"""The aggregator's loop: read what is new in the store, join it, publish the figures.
+
+Q: Why a small process per Deployment, rather than the operator or a periodic Job?
+A: The operator's image has no pyarrow or pandas (its memory and start-up stay small) and it
+   must never block on a store; a Job would re-read the whole window on every run and start a
+   pod each time. One long-running process reads each file once, keeps a bounded join state
+   in memory, and answers the operator's scrape from it at once. What it holds is derived
+   from the store alone: after a restart it reads the recent partitions again and arrives at
+   the same figures, so it needs no volume of its own and no coordination.
+
+Q: How does it find new files without listing everything?
+A: It lists only the hour partitions that can still hold new rows (captures of the horizon,
+   labels of the window; a writer coming back after a store outage writes into the hour its
+   rows belong to, which is still listed) and remembers which files it has read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modelwerk.runtime.capture import layout
+from modelwerk.runtime.capture.figures import (
+    ArmBuckets,
+    LabelCounts,
+    VersionFigures,
+    totals_since,
+)
+from modelwerk.runtime.capture.join import JoinState
+from modelwerk.runtime.capture.reader import read_file
+from modelwerk.runtime.capture.store import Store
+from modelwerk.runtime.monitor import retention
+from modelwerk.runtime.monitor.settings import MonitorSettings
+
+log = logging.getLogger(__name__)
+
+CAPTURE_COLUMNS = [
+    layout.REQUEST_ID,
+    layout.ROW,
+    layout.TIME,
+    layout.VERSION,
+    layout.ARM,
+    layout.PREDICTION,
+]
+LABEL_COLUMNS = [layout.REQUEST_ID, layout.ROW, layout.TIME, layout.LABEL, layout.REWARD]
+RETENTION_EVERY = 3600.0
+
+
+@dataclass
+class Snapshot:
+    """What the aggregator last found: the figures, and how reading the store went."""
+
+    time: float
+    window_seconds: float
+    versions: list[VersionFigures] = field(default_factory=list)
+    labels: LabelCounts = field(default_factory=LabelCounts)
+    experiment: list[ArmBuckets] = field(default_factory=list)
+    """The running sums of the experiment arms (not limited to the window)."""
+    ready: bool = False
+    """The first full read of the store is done."""
+    store_error: str | None = None
+    """Why the last read of the store failed; None when it worked."""
+    last_success: float | None = None
+    join_rows: int = 0
+    files_read: dict[str, int] = field(default_factory=lambda: {"captures": 0, "labels": 0})
+    store_errors: int = 0
+    deleted_partitions: int = 0
+    scan_seconds: float = 0.0
+
+    def to_json(self, since: float | None = None) -> dict[str, Any]:
+        """The document ``GET /live`` answers (the operator's contract); with ``since``
+        (``GET /live?since=<seconds since the epoch>``) also ``experiment``: the figures of
+        each (version, experiment arm) over the predictions made from then on."""
+        doc: dict[str, Any] = {
+            "time": _iso(self.time),
+            "windowSeconds": self.window_seconds,
+            "ready": self.ready,
+            "labels": {
+                "received": self.labels.received,
+                "matched": self.labels.matched,
+                "unmatched": self.labels.unmatched,
+                "pending": self.labels.pending,
+                "duplicates": self.labels.duplicates,
+            },
+            "versions": [
+                {
+                    "version": f.version,
+                    "arm": f.arm,
+                    "task": f.task,
+                    "matched": f.matched,
+                    "correct": f.correct if f.task == "classification" else None,
+                    "accuracy": f.accuracy,
+                    "mae": f.mae,
+                    "rmse": f.rmse,
+                    "rewards": f.rewards,
+                    "rewardMean": f.mean_reward,
+                }
+                for f in self.versions
+            ],
+            "store": {
+                "ok": self.store_error is None,
+                "error": self.store_error,
+                "lastSuccess": _iso(self.last_success) if self.last_success else None,
+            },
+            "joinRows": self.join_rows,
+        }
+        if since is not None:
+            doc["experiment"] = {
+                "since": _iso(since),
+                "arms": [
+                    {
+                        "version": f.version,
+                        "arm": f.arm,
+                        "task": f.task,
+                        "matched": f.matched,
+                        "correct": f.correct,
+                        "absError": f.abs_error,
+                        "squaredError": f.squared_error,
+                        "errorFourth": f.error_fourth,
+                        "rewards": f.rewards,
+                        "rewardSum": f.reward_sum,
+                        "rewardSquares": f.reward_squares,
+                    }
+                    for f in totals_since(self.experiment, since)
+                ],
+            }
+        return doc
+
+
+class Aggregator:
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.state = JoinState(
+            window_seconds=settings.window_seconds,
+            horizon_seconds=settings.horizon_seconds,
+            grace_seconds=settings.grace_seconds,
+            max_rows=settings.max_rows,
+            keep_seconds=settings.retention_days * 86400.0,
+        )
+        self._seen: dict[str, set[str]] = {}
+        self._started: float | None = None
+        self._last_retention = -RETENTION_EVERY
+        self._lock = threading.Lock()
+        self.snapshot = Snapshot(time=clock(), window_seconds=settings.window_seconds)
+
+    # ------------------------------------------------------------ the loop
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a bug must not freeze the figures for good: log, go on
+                log.exception("Aggregation round failed")
+            stop.wait(self.settings.interval_seconds)
+
+    def tick(self) -> Snapshot:
+        """One round: new files in, expired state out, figures and retention."""
+        now = self.clock()
+        started = time.monotonic()
+        s = self.settings
+        error = None
+        try:
+            first = self._started is None
+            # The first round reads everything the window's labels may join with.
+            since_captures = now - s.horizon_seconds - (s.window_seconds if first else 0)
+            since_labels = now - s.window_seconds - (s.grace_seconds if first else 0)
+            capture_dirs = self._capture_dirs(since_captures, now)
+            label_dirs = self._label_dirs(since_labels, now)
+            self._forget_except({*capture_dirs, *label_dirs})
+            captures = self._new_files(capture_dirs)
+            labels = self._new_files(label_dirs)
+            for rel in captures:
+                self._read(rel, "captures")
+            for rel in labels:
+                self._read(rel, "labels", now)
+            self._started = self._started or now
+            if now - self._last_retention >= RETENTION_EVERY:
+                self._last_retention = now
+                cutoff = datetime.fromtimestamp(now - s.retention_days * 86400, UTC)
+                self.snapshot.deleted_partitions += retention.apply(
+                    self.store, s.namespace, s.deployment, cutoff
+                )
+        except Exception as exc:  # the store: down, slow, refusing
+            error = _describe(exc)
+            log.warning("Could not read the store %s: %s", self.store.root, error)
+        self.state.advance(now)
+        figures, counts = self.state.figures(now)
+        with self._lock:
+            snap = self.snapshot
+            snap.time = now
+            snap.versions, snap.labels = figures, counts
+            snap.experiment = self.state.experiment_buckets()
+            snap.store_error = error
+            if error is None:
+                snap.last_success = now
+                snap.ready = True
+            else:
+                snap.store_errors += 1
+            snap.join_rows = self.state.rows
+            snap.scan_seconds = time.monotonic() - started
+        return snap
+
+    # ------------------------------------------------------------ the store
+    def _capture_dirs(self, since: float, now: float) -> list[str]:
+        s = self.settings
+        root = layout.deployment_prefix(layout.CAPTURES, s.namespace, s.deployment)
+        dirs = []
+        for version in self.store.dirs(root):
+            dirs += [f"{root}/{version}/{layout.partition(h)}" for h in layout.hours(since, now)]
+        return dirs
+
+    def _label_dirs(self, since: float, now: float) -> list[str]:
+        s = self.settings
+        root = layout.labels_prefix(s.namespace, s.deployment)
+        return [f"{root}/{layout.partition(h)}" for h in layout.hours(since, now)]
+
+    def _new_files(self, dirs: list[str]) -> list[str]:
+        out = []
+        for directory in dirs:
+            seen = self._seen.setdefault(directory, set())
+            for name in sorted(self.store.files(directory)):
+                if name.endswith(layout.SUFFIX) and name not in seen:
+                    out.append(f"{directory}/{name}")
+        return out
+
+    def _forget_except(self, listed: set[str]) -> None:
+        """Forget the files read in partitions no round lists any more (too old)."""
+        for directory in [d for d in self._seen if d not in listed]:
+            del self._seen[directory]
+
+    def _read(self, rel: str, stream: str, now: float | None = None) -> None:
+        directory, name = rel.rsplit("/", 1)
+        columns = CAPTURE_COLUMNS if stream == "captures" else LABEL_COLUMNS
+        try:
+            table = read_file(self.store, rel, columns)
+        except FileNotFoundError:
+            return  # deleted by retention meanwhile: nothing to read
+        except (OSError, ValueError, KeyError) as exc:
+            if _transient(exc):
+                raise
+            # Not a capture file (or a damaged one): reading it again will not help.
+            log.error("Skipped %s: %s", self.store.uri(rel), _describe(exc))
+            self._seen[directory].add(name)
+            return
+        if stream == "captures":
+            self.state.add_predictions(table)
+        else:
+            self.state.add_labels(table, now if now is not None else self.clock())
+        self._seen[directory].add(name)
+        self.snapshot.files_read[stream] += 1
+
+    def current(self) -> Snapshot:
+        with self._lock:
+            return self.snapshot
+
+
+def _transient(exc: BaseException) -> bool:
+    """Errors of the store (retry next round) rather than of the file's content."""
+    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
