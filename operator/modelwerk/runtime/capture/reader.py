@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -101,8 +101,8 @@ def read_labelled(
     within ``label_delay`` seconds after the range), with the inputs as columns of their own.
     Rows whose inputs were not sampled have no inputs and are left out."""
     captures = read_captures(store, namespace, deployment, start, end, version=version)
-    later = end + pd.Timedelta(seconds=label_delay)
-    labels = read_labels(store, namespace, deployment, start, later.to_pydatetime())
+    later = end + timedelta(seconds=label_delay)
+    labels = read_labels(store, namespace, deployment, start, later)
     if captures.num_rows == 0 or labels.num_rows == 0:
         return pd.DataFrame()
     sampled = captures.filter(pc.is_valid(captures.column(layout.INPUTS)))
