@@ -119,7 +119,7 @@ INVALID = [
             "metadata": {"name": "two-sources"},
             "spec": {"source": {"builtin": "iris", "uri": "s3://bucket/iris.csv"}},
         },
-        "set exactly one of source.builtin or source.uri",
+        "set exactly one of source.builtin, source.uri or source.production",
         id="dataset-two-sources",
     ),
     pytest.param(

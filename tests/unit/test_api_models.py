@@ -43,7 +43,9 @@ def _dataset(**source: Any) -> dict[str, Any]:
 
 
 def test_dataset_source_needs_exactly_one_location() -> None:
-    with pytest.raises(ValidationError, match=r"exactly one of source\.builtin or source\.uri"):
+    with pytest.raises(
+        ValidationError, match=r"exactly one of source\.builtin, source\.uri or source\.production"
+    ):
         Dataset.from_k8s(_dataset(builtin="iris", uri="file:///x.csv"))
     with pytest.raises(ValidationError, match="exactly one"):
         Dataset.from_k8s(_dataset())

@@ -14,14 +14,32 @@ from modelwerk.api.v1alpha1.common import (
     StatusBase,
     Uri,
 )
+from modelwerk.api.v1alpha1.dataset_production import (
+    DatasetHistoryEntry,
+    ProductionSource,
+    Provenance,
+)
 
 BuiltinDataset = Literal["iris", "wine", "breast_cancer", "diabetes", "digits", "fairness-demo"]
 ColumnType = Literal["integer", "float", "string", "boolean", "category"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Invalid", "Failed"]
 
+SOURCE_KINDS: tuple[str, ...] = ("builtin", "uri", "production")
+"""The fields of spec.source of which exactly one is set (one more source: one more name)."""
+ONE_SOURCE_MESSAGE = (
+    "set exactly one of "
+    + ", ".join(f"source.{k}" for k in SOURCE_KINDS[:-1])
+    + f" or source.{SOURCE_KINDS[-1]}"
+)
+
+
+def _count_set(fields: tuple[str, ...]) -> str:
+    """A CEL expression counting which of ``fields`` are set."""
+    return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields)
+
 
 class DatasetSource(ApiModel):
-    """Exactly one of builtin or uri."""
+    """Exactly one of builtin, uri or production."""
 
     builtin: BuiltinDataset | None = None
     """A dataset bundled with scikit-learn (no download): iris, wine, breast_cancer, diabetes or
@@ -30,6 +48,9 @@ class DatasetSource(ApiModel):
     """Location of a csv or parquet file: pvc://<claim>/<path> (on the artifact volume),
     s3://bucket/key (GCS too, through its S3 interoperability endpoint), https://host/path or
     file:///path (inside the pod)."""
+    production: ProductionSource | None = None
+    """Captured, labelled production rows of a Deployment (spec.monitoring.capture), optionally
+    appended to a base Dataset."""
     format: Literal["auto", "csv", "parquet"] = "auto"
     """File format; auto decides by the file extension. Defaults to auto."""
     secret_ref: SecretReference | None = None
@@ -37,16 +58,21 @@ class DatasetSource(ApiModel):
 
     model_config = with_cel(
         {
-            "rule": "has(self.builtin) != has(self.uri)",
-            "message": "set exactly one of source.builtin or source.uri",
+            "rule": f"{_count_set(SOURCE_KINDS)} == 1",
+            "message": ONE_SOURCE_MESSAGE,
         }
     )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DatasetSource:
-        if (self.builtin is None) == (self.uri is None):
-            raise ValueError("set exactly one of source.builtin or source.uri")
+        if sum(getattr(self, kind) is not None for kind in SOURCE_KINDS) != 1:
+            raise ValueError(ONE_SOURCE_MESSAGE)
         return self
+
+    @property
+    def kind(self) -> str:
+        """Which source is set: builtin, uri or production."""
+        return next(kind for kind in SOURCE_KINDS if getattr(self, kind) is not None)
 
 
 class ColumnContract(ApiModel):
@@ -108,11 +134,25 @@ class DatasetSpec(ApiModel):
     contract: DataContract | None = Field(default=None, alias="schema")
     """The data contract checked by the validation Job."""
     refresh_interval_seconds: int | None = Field(default=None, ge=60)
-    """Re-read the source this often and publish a new version when its content changed."""
+    """Re-read the source this often and publish a new version when its content changed
+    (identical content keeps its version). Production sources default to 3600."""
     resources: ResourceRequirements | None = None
     """Resources of the validation pod."""
     active_deadline_seconds: int = Field(default=900, ge=10, le=86400)
     """How long validation may run before it fails. Defaults to 900."""
+
+    model_config = with_cel(
+        {
+            "rule": "!has(self.source.production) || has(self.target)",
+            "message": "a production source needs spec.target: the column its labels fill",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _labels_need_a_column(self) -> DatasetSpec:
+        if self.source.production is not None and self.target is None:
+            raise ValueError("a production source needs spec.target: the column its labels fill")
+        return self
 
 
 class Violation(ApiModel):
@@ -142,6 +182,9 @@ class InferredColumn(ApiModel):
     """Number of missing values."""
 
 
+HISTORY_LIMIT = 20
+
+
 class DatasetStatus(StatusBase):
     """Observed state of a Dataset."""
 
@@ -167,6 +210,11 @@ class DatasetStatus(StatusBase):
     """Name of the most recent validation Job."""
     last_validated_time: datetime | None = None
     """When the data was last validated."""
+    provenance: Provenance | None = None
+    """Where the rows of this version came from (production sources)."""
+    history: list[DatasetHistoryEntry] | None = Field(default=None, max_length=HISTORY_LIMIT)
+    """The versions published, newest first (at most 20); a TrainingJob can pin any of them
+    with spec.datasetRef.version."""
 
 
 class Dataset(Resource):

@@ -185,11 +185,45 @@ class Gate(ApiModel):
         )
 
 
+class DatasetReference(LocalObjectReference):
+    """A Dataset, and optionally one of its published versions."""
+
+    version: str | None = Field(default=None, pattern=r"^(sha256:)?[0-9a-f]{12,64}$")
+    """Train on this version (sha256:… or its first 12 or more hex digits) instead of the
+    current one: any version in the Dataset's status.history, or, by its full hash, an older
+    snapshot still in the store."""
+
+
+class Reproducibility(ApiModel):
+    """What a run needs to be repeated exactly: same spec, same data, same code."""
+
+    dataset: str
+    """The Dataset."""
+    dataset_version: str | None = None
+    """The exact version trained on."""
+    seed: int
+    """The seed of the split, the search and the estimator."""
+    spec_hash: str
+    """Fingerprint of the TrainingJob spec (the run label of its Jobs)."""
+    image: str | None = None
+    """The modelwerk image that trained (or, with spec.trainer, evaluated)."""
+    trainer_image: str | None = None
+    """The bring-your-own trainer image, when spec.trainer is used."""
+    python: str | None = Field(default=None, max_length=32)
+    """Python version in the training pod."""
+    libraries: dict[str, str] = Field(default_factory=dict)
+    """Library versions reported by the training pod (scikit-learn, numpy, scipy, pandas,
+    joblib, modelwerk)."""
+    artifact_sha256: str | None = None
+    """sha256 of the model it produced: the same spec on the same version gives the same."""
+
+
 class TrainingJobSpec(ApiModel):
     """Desired state of a TrainingJob."""
 
-    dataset_ref: LocalObjectReference
-    """The Dataset to train on (same namespace); training waits until it is Ready."""
+    dataset_ref: DatasetReference
+    """The Dataset to train on (same namespace); training waits until it is Ready, or takes
+    the pinned version from its history."""
     model: ModelTarget
     """The registered model a passing run adds a version to."""
     estimator: Estimator | None = None
@@ -364,6 +398,8 @@ class TrainingJobStatus(StatusBase):
     """Progress of a parallel search (spec.search.parallelism > 1)."""
     trainer: TrainerRecord | None = None
     """What the trainer container of spec.trainer did."""
+    reproducibility: Reproducibility | None = None
+    """The exact dataset version, seed, image and library versions of the finished run."""
 
 
 class TrainingJob(Resource):
