@@ -29,7 +29,7 @@ import sys
 
 from modelwerk.api.v1alpha1.dataset import Dataset
 from modelwerk.runtime import inputs, publish, termination
-from modelwerk.runtime.data import job
+from modelwerk.runtime.data import job, production
 
 DATASET_ENV = "MODELWERK_DATASET"
 
@@ -74,7 +74,11 @@ def run(file: str | None, artifact_root: str | None) -> job.Outcome:
             return job.failure("InvalidInput", f"{publish.ROOT_ENV} is not set", job.EXIT_BAD_INPUT)
         root = publish.LOCAL_DEFAULT_ROOT
     try:
-        return job.validate(dataset, root)
+        context = production.Context.from_env() if dataset.spec.source.production else None
+    except ValueError as error:
+        return job.failure("InvalidInput", str(error), job.EXIT_BAD_INPUT)
+    try:
+        return job.validate(dataset, root, context)
     except Exception as error:  # the pod must always leave a result behind
         return job.failure("Internal", f"{type(error).__name__}: {error}", job.EXIT_FAILED)
 

@@ -9,7 +9,10 @@ The result (camelCase, what the operator copies into ``Dataset.status``)::
 
 Snapshot and profile are written only for valid data: an invalid version is never trained on,
 so storing it would only cost space. When the source cannot be read at all the result is
-``{"valid": false, "reason": "Unreadable", "error": "…"}``.
+``{"valid": false, "reason": "Unreadable", "error": "…"}``. A production source adds
+``provenance`` (see :mod:`~modelwerk.runtime.data.production`); with too few labelled rows the
+result is ``{"valid": false, "reason": "InsufficientLabels", "labelledRows", "requiredRows",
+"provenance", "message"}`` and nothing is written.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from modelwerk.api.v1alpha1.dataset import Dataset
 from modelwerk.runtime import publish, termination
-from modelwerk.runtime.data import contract, load, profiling, snapshot
+from modelwerk.runtime.data import contract, load, production, profiling, snapshot
 
 EXIT_VERDICT = 0
 """The data was read and judged, valid or not: an invalid dataset is a verdict, not a crash."""
@@ -45,17 +48,34 @@ def failure(reason: str, error: str, exit_code: int) -> Outcome:
     return Outcome({"valid": False, "reason": reason, "error": error}, exit_code)
 
 
-def validate(dataset: Dataset, root: str) -> Outcome:
-    """Validate ``dataset`` and publish its snapshot and profile under the artifact ``root``."""
+def validate(dataset: Dataset, root: str, context: production.Context | None = None) -> Outcome:
+    """Validate ``dataset`` and publish its snapshot and profile under the artifact ``root``;
+    a production source is read with the ``context`` the operator fixed (default: now)."""
     name = dataset.metadata.name
     spec = dataset.spec
+    provenance: dict[str, Any] | None = None
     try:
         publish.segment(name)
-        frame = load.load_source(spec.source)
+        if spec.source.production is not None:
+            context = context or production.Context.from_env()
+            frame, provenance = production.load(dataset, root, context)
+        else:
+            frame = load.load_source(spec.source)
     except publish.PublishError as error:
         return failure("InvalidInput", str(error), EXIT_BAD_INPUT)
     except load.Unreadable as error:
         return failure("Unreadable", str(error), EXIT_UNREADABLE)
+    except production.InsufficientLabels as scarce:
+        # A verdict on the data, not a failure: the current version stays, nothing is written.
+        verdict = {
+            "valid": False,
+            "reason": "InsufficientLabels",
+            "labelledRows": scarce.rows,
+            "requiredRows": scarce.required,
+            "provenance": scarce.provenance,
+            "message": str(scarce),
+        }
+        return Outcome(verdict, EXIT_VERDICT)
 
     violations = contract.check(frame, spec.contract, spec.target)
     version = snapshot.version_of(frame)
@@ -94,10 +114,16 @@ def validate(dataset: Dataset, root: str) -> Outcome:
         "violationCount": len(violations),
         "message": message,
     }
+    if provenance is not None:
+        result["provenance"] = provenance
     return Outcome(result, EXIT_VERDICT)
 
 
 def compact(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` cut to the termination-message limit: violations go first, then the tail of
     the inferred schema (``violationCount`` and ``columns`` keep the full numbers)."""
-    return termination.fit(result, lists=("violations", "inferredSchema"), droppable=("message",))
+    return termination.fit(
+        result,
+        lists=("violations", "inferredSchema", "provenance.production.modelVersions"),
+        droppable=("message",),
+    )
