@@ -1,6 +1,7 @@
 """Which objects refer to which, learned from the watch events of the referring objects.
 
-A Dataset change concerns the TrainingJobs reading it; a ModelVersion change concerns its
+A Dataset change concerns the TrainingJobs reading it and the Datasets built on it (a
+production source's base); a ModelVersion change concerns its
 sibling versions (one Production version per model) and the Deployments serving it or its
 model. This index answers "who refers to X" without an API call.
 
@@ -27,6 +28,9 @@ def reference(kind: str, spec: Mapping[str, Any]) -> str | None:
     if kind == "TrainingJob":
         dataset = (spec.get("datasetRef") or {}).get("name")
         return f"dataset:{dataset}" if dataset else None
+    if kind == "Dataset":
+        base = (((spec.get("source") or {}).get("production") or {}).get("base") or {}).get("name")
+        return f"base:{base}" if base else None
     if kind == "ModelVersion":
         model = spec.get("model")
         return f"model:{model}" if model else None
@@ -73,8 +77,16 @@ class Dependents:
         """(kind, namespace, name) of the objects a change of this object concerns."""
         if kind == "Dataset":
             return [
-                ("TrainingJob", namespace, tj)
-                for tj in self.referring("TrainingJob", namespace, f"dataset:{name}")
+                *(
+                    ("TrainingJob", namespace, tj)
+                    for tj in self.referring("TrainingJob", namespace, f"dataset:{name}")
+                ),
+                # Datasets made of production rows on top of this one's current version.
+                *(
+                    ("Dataset", namespace, ds)
+                    for ds in self.referring("Dataset", namespace, f"base:{name}")
+                    if ds != name
+                ),
             ]
         if kind == "ModelVersion":
             model = spec.get("model", "")

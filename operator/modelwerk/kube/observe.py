@@ -72,9 +72,15 @@ async def observe_dataset(
     kube: Kube, dataset: Dataset, artifact_pvc: str | None
 ) -> ObservedDataset:
     meta = dataset.metadata
+    production = dataset.spec.source.production
+    base = None
+    if production is not None and production.base is not None:
+        body = await kube.get(resources.DATASETS, meta.namespace, production.base.name)
+        base = Dataset.from_k8s(body) if body else None
     return ObservedDataset(
         jobs=await observe_jobs(kube, "Dataset", meta.namespace, meta.name),
         artifact_pvc_exists=await artifact_pvc_exists(kube, meta.namespace, artifact_pvc),
+        base=base,
     )
 
 

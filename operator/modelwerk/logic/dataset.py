@@ -18,12 +18,15 @@ from pydantic import ValidationError
 from modelwerk.api.base import ApiModel
 from modelwerk.api.conditions import ConditionStatus
 from modelwerk.api.v1alpha1.dataset import Dataset, DatasetStatus, InferredColumn, Violation
+from modelwerk.api.v1alpha1.dataset_production import Provenance
 from modelwerk.builders.dataset import (
+    ProductionContext,
     build_validation_job,
     validation_fingerprint,
     validation_job_name,
 )
 from modelwerk.builders.workload import WorkloadConfig, build_artifact_pvc
+from modelwerk.logic import dataset_production as production
 from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, ObjectKey, Plan
 from modelwerk.logic.status import with_ready
@@ -37,6 +40,8 @@ class ObservedDataset:
     """Validation Jobs of this Dataset by name."""
     artifact_pvc_exists: bool
     """Whether the store's claim exists (always true for a remote store)."""
+    base: Dataset | None = None
+    """The base Dataset of a production source, when it names one and it exists."""
 
 
 class ValidationResult(ApiModel):
@@ -56,6 +61,9 @@ class ValidationResult(ApiModel):
     message: str | None = None
     reason: str | None = None
     error: str | None = None
+    provenance: Provenance | None = None
+    labelled_rows: int | None = None
+    required_rows: int | None = None
 
 
 def refresh_epoch(dataset: Dataset, now: datetime) -> tuple[int, float | None]:
@@ -66,7 +74,7 @@ def refresh_epoch(dataset: Dataset, now: datetime) -> tuple[int, float | None]:
     >>> refresh_epoch(ds, datetime(2026, 1, 1, 10, 30, tzinfo=UTC))
     (490906, 1800.0)
     """
-    interval = dataset.spec.refresh_interval_seconds
+    interval = production.refresh_interval(dataset)
     if not interval:
         return 0, None
     stamp = now.timestamp()
@@ -80,7 +88,10 @@ def reconcile_dataset(
     meta = dataset.metadata
     generation = meta.generation
     epoch, requeue = refresh_epoch(dataset, now)
-    fingerprint = validation_fingerprint(dataset, epoch)
+    base = observed.base if production.base_name(dataset) else None
+    fingerprint = validation_fingerprint(
+        dataset, epoch, base_version=base.status.version if base else None
+    )
     job_name = validation_job_name(dataset, fingerprint)
     job = observed.jobs.get(job_name)
     status = dataset.status
@@ -97,26 +108,35 @@ def reconcile_dataset(
         for name in observed.jobs
         if name != job_name
     ]
-    already_judged = status.validation_job == job_name and status.phase in (
-        "Ready",
-        "Invalid",
-        "Failed",
+    already_judged = status.validation_job == job_name and (
+        status.phase in ("Ready", "Invalid", "Failed")
+        or any(c.reason == "InsufficientLabels" for c in status.conditions)
     )
 
+    waiting = production.base_problem(dataset, observed.base) if job is None else None
     if job is None and already_judged:
         # The verdict is recorded; the Job was cleaned up (by a TTL or a person).
         new = status.model_copy(update={"observed_generation": generation})
+    elif waiting is not None:
+        new = production.waiting_for_base(dataset, *waiting, now=now)
+        if status.message != new.message:
+            events.append(Event("Normal", waiting[0], waiting[1]))
+        requeue = min(requeue or production.WAIT_FOR_BASE_SECONDS, production.WAIT_FOR_BASE_SECONDS)
     elif job is None or job.state in ("Pending", "Running"):
         if job is None:
-            create.append(build_validation_job(dataset, fingerprint, config))
+            context = None
+            if dataset.spec.source.production is not None:
+                context = ProductionContext(now=now, base=base)
+            create.append(build_validation_job(dataset, fingerprint, config, context))
             events.append(
                 Event("Normal", "ValidationStarted", f"Started validation Job {job_name}")
             )
         new = _validating(dataset, job_name, now=now, stuck=job.stuck if job else None)
     elif job.state == "Succeeded":
-        new, event = _judged(dataset, job, now=now)
-        if status.validation_job != job_name or status.phase in (None, "Pending", "Validating"):
-            events.append(event)
+        new, judged = _judged(dataset, job, now=now)
+        fresh = status.validation_job != job_name or status.phase in (None, "Pending", "Validating")
+        if judged is not None and (fresh or judged.reason == "InsufficientLabels"):
+            events.append(judged)
     else:
         new = _failed(dataset, job, now=now)
         if status.phase != "Failed" or status.validation_job != job_name:
@@ -141,6 +161,7 @@ def _set(
     validated: ConditionStatus,
     validated_reason: str,
     message: str,
+    conditions: list[tuple[str, ConditionStatus, str]] | None = None,
     **fields: Any,
 ) -> DatasetStatus:
     return with_ready(
@@ -151,7 +172,7 @@ def _set(
         phase=phase,
         generation=generation,
         now=now,
-        also=[(VALIDATED, validated, validated_reason)],
+        also=[(VALIDATED, validated, validated_reason), *(conditions or [])],
         **fields,
     )
 
@@ -178,7 +199,9 @@ def _validating(
     )
 
 
-def _judged(dataset: Dataset, job: JobOutcome, *, now: datetime) -> tuple[DatasetStatus, Event]:
+def _judged(
+    dataset: Dataset, job: JobOutcome, *, now: datetime
+) -> tuple[DatasetStatus, Event | None]:
     generation = dataset.metadata.generation
     try:
         result = ValidationResult.model_validate(job.result or {})
@@ -196,6 +219,16 @@ def _judged(dataset: Dataset, job: JobOutcome, *, now: datetime) -> tuple[Datase
             validation_job=job.name,
         )
         return failed, Event("Warning", "ResultUnreadable", failed.message or "")
+    if result.reason == "InsufficientLabels":
+        return production.insufficient(
+            dataset,
+            job.name,
+            rows=result.labelled_rows or 0,
+            required=result.required_rows or 0,
+            provenance=result.provenance,
+            completed=job.completion_time,
+            now=now,
+        )
     common: dict[str, Any] = {
         "validation_job": job.name,
         "rows": result.rows,
@@ -211,6 +244,7 @@ def _judged(dataset: Dataset, job: JobOutcome, *, now: datetime) -> tuple[Datase
             "profile_uri": result.profile_uri,
             "violations": None,
         }
+        common = production.published(dataset.status, common, result.provenance, now)
         message = f"Version {common['short_version']}: {result.rows} rows, {result.columns} columns"
         ready = _set(
             dataset.status,
@@ -222,6 +256,7 @@ def _judged(dataset: Dataset, job: JobOutcome, *, now: datetime) -> tuple[Datase
             validated="True",
             validated_reason="ContractMet",
             message=message,
+            conditions=production.labels_condition(dataset),
             **common,
         )
         return ready, Event("Normal", "Validated", message)
