@@ -25,6 +25,7 @@ from modelwerk.builders.training_job import (
     training_job_name,
 )
 from modelwerk.builders.workload import WorkloadConfig
+from modelwerk.logic.dataset_versions import pin_dataset
 from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.training_byo import decide_trainer
@@ -43,6 +44,7 @@ from modelwerk.logic.training_result import (
     compiled_of,
     evaluate_gates,
     primary_metric,
+    reproducibility,
     signature_of,
     tracking_condition,
 )
@@ -73,6 +75,10 @@ def reconcile_training_job(
     this_run = status.job_name == job_name or status.job_name in _stage_jobs(tj, fingerprint)
     if this_run and status.phase in TERMINAL:
         return Plan(status=status.model_copy(update={"observed_generation": meta.generation}))
+    pinned = pin_dataset(tj, observed, now=now)
+    if isinstance(pinned, Plan):
+        return pinned
+    observed = pinned
 
     if job is None:
         searched = None
@@ -104,7 +110,7 @@ def reconcile_training_job(
         return Plan(status=new)
     if job.state == "Failed":
         return _failed(tj, job, now=now)
-    return _finished(tj, observed, job, fingerprint, now=now)
+    return _finished(tj, observed, job, fingerprint, now=now, image=config.image)
 
 
 def _stage_jobs(tj: TrainingJob, fingerprint: str) -> set[str]:
@@ -134,7 +140,13 @@ def _failed(tj: TrainingJob, job: JobOutcome, *, now: datetime) -> Plan:
 
 
 def _finished(
-    tj: TrainingJob, observed: ObservedTraining, job: JobOutcome, fingerprint: str, *, now: datetime
+    tj: TrainingJob,
+    observed: ObservedTraining,
+    job: JobOutcome,
+    fingerprint: str,
+    *,
+    now: datetime,
+    image: str,
 ) -> Plan:
     try:
         result = TrainingResult.model_validate(job.result or {})
@@ -170,6 +182,7 @@ def _finished(
         "trial_count": result.trial_count,
         "trials_uri": result.trials_uri,
         "tracking": result.tracking,
+        "reproducibility": reproducibility(tj, observed, result, fingerprint, image),
     }
     tracked = tracking_condition(tj, result)
     extra = [tracked] if tracked else []

@@ -18,7 +18,8 @@ from modelwerk.api.v1alpha1.evaluation import (
     gate_figures,
 )
 from modelwerk.api.v1alpha1.model_version import Compiled, Signature, Tensor
-from modelwerk.api.v1alpha1.training_job import GateResult, TrainingJob
+from modelwerk.api.v1alpha1.training_job import GateResult, Reproducibility, TrainingJob
+from modelwerk.logic.training_launch import ObservedTraining
 
 TRACKED = "Tracked"
 
@@ -146,3 +147,27 @@ def compiled_of(raw: dict[str, Any] | None) -> Compiled | None:
         return Compiled(
             verified=False, reason="the training pod reported an unreadable compilation result"
         )
+
+
+def reproducibility(
+    tj: TrainingJob,
+    observed: ObservedTraining,
+    result: TrainingResult,
+    fingerprint: str,
+    image: str,
+) -> Reproducibility:
+    """What the finished run needs to be repeated: the data version, the seed, the spec's
+    fingerprint, the image and the library versions the training pod reported."""
+    dataset = observed.dataset
+    environment = result.environment or RuntimeEnvironment()
+    return Reproducibility(
+        dataset=tj.spec.dataset_ref.name,
+        dataset_version=tj.status.dataset_version or (dataset.status.version if dataset else None),
+        seed=tj.spec.split.seed,
+        spec_hash=fingerprint,
+        image=image,
+        trainer_image=tj.spec.trainer.image if tj.spec.trainer else None,
+        python=environment.python,
+        libraries=environment.libraries,
+        artifact_sha256=result.artifact.sha256 if result.artifact else None,
+    )
