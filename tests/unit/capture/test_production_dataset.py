@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from modelwerk.api.v1alpha1.dataset import Dataset
+from modelwerk.api.v1alpha1.training_job import TrainingJob
 from modelwerk.builders.dataset import ProductionContext
 from modelwerk.runtime.capture import layout
 from modelwerk.runtime.capture.records import (
@@ -28,6 +29,7 @@ from modelwerk.runtime.capture.records import (
 from modelwerk.runtime.capture.store import Store
 from modelwerk.runtime.capture.writer import PartitionedWriter
 from modelwerk.runtime.data import job, load, production, snapshot
+from modelwerk.runtime.trainer import job as trainer_job
 from tests.cluster.s3 import S3Server, running_s3
 
 BUCKET = "artifacts"
@@ -275,3 +277,44 @@ def test_the_context_the_operator_writes_is_what_the_pod_reads(
     monkeypatch.setenv(production.CONTEXT_ENV, "{}")
     with pytest.raises(ValueError, match="MODELWERK_PRODUCTION is not valid"):
         production.Context.from_env()
+
+
+def test_a_past_version_is_trained_on_again_with_the_same_artifact(store: Store) -> None:
+    """Reproducibility on the store: after the Dataset moved on, its first version is still
+    readable, training on it is repeatable byte for byte, and differs from the newer one."""
+    base = base_version(store)
+    capture(store, range(0, 40))
+    ds = production_dataset(base={"name": "iris"})
+    old = job.validate(ds, store.root, production.Context(NOW, base)).result
+    capture(store, range(100, 150), when=NOW + timedelta(minutes=5))
+    new = job.validate(ds, store.root, production.Context(NOW + timedelta(hours=1), base)).result
+    assert old["version"] != new["version"] and (old["rows"], new["rows"]) == (190, 240)
+
+    def train(result: dict[str, Any]) -> dict[str, Any]:
+        data = trainer_job.DatasetInput(
+            name="recent",
+            version=result["version"],
+            snapshot_uri=result["snapshotUri"],
+            target="target",
+            profile_uri=result["profileUri"],
+        )
+        tj = TrainingJob.model_validate(
+            {
+                "kind": "TrainingJob",
+                "metadata": {"name": "tj", "namespace": "ml", "uid": "u-1"},
+                "spec": {
+                    "datasetRef": {"name": "recent", "version": result["version"]},
+                    "model": {"name": "iris-classifier"},
+                    "estimator": {"name": "RandomForestClassifier", "params": {"n_estimators": 15}},
+                },
+            }
+        )
+        outcome = trainer_job.run(tj, data, store.root)
+        assert outcome.exit_code == 0, outcome.result
+        assert outcome.result["datasetVersion"] == result["version"]
+        return outcome.result
+
+    first, again, newer = train(old), train(old), train(new)
+    assert first["artifact"]["sha256"] == again["artifact"]["sha256"]
+    assert newer["artifact"]["sha256"] != first["artifact"]["sha256"]
+    assert {"scikit-learn", "numpy"} <= set(first["environment"]["libraries"])
