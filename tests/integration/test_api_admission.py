@@ -125,6 +125,44 @@ INVALID = [
     pytest.param(
         {
             "kind": "Dataset",
+            "metadata": {"name": "production-no-target"},
+            "spec": {"source": {"production": {"deployment": "iris"}}},
+        },
+        "a production source needs spec.target",
+        id="dataset-production-without-target",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "two-windows"},
+            "spec": {
+                "target": "y",
+                "source": {
+                    "production": {
+                        "deployment": "iris",
+                        "window": {"hours": 2, "start": "2026-01-01T00:00:00Z"},
+                    }
+                },
+            },
+        },
+        "set window.hours or window.start, not both",
+        id="dataset-production-two-windows",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "production-and-uri"},
+            "spec": {
+                "target": "y",
+                "source": {"production": {"deployment": "iris"}, "uri": "s3://b/x.csv"},
+            },
+        },
+        "set exactly one of source.builtin, source.uri or source.production",
+        id="dataset-production-and-uri",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
             "metadata": {"name": "traversal"},
             "spec": {"source": {"uri": "pvc://claim/../../etc/passwd"}},
         },

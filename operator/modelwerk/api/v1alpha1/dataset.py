@@ -232,6 +232,7 @@ class Dataset(Resource):
             PrinterColumn("Rows", ".status.rows", "integer"),
             PrinterColumn("Columns", ".status.columns", "integer", priority=1),
             PrinterColumn("Source", ".spec.source.uri", priority=1),
+            PrinterColumn("Deployment", ".spec.source.production.deployment", priority=1),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),
     )
