@@ -119,8 +119,35 @@ INVALID = [
             "metadata": {"name": "two-sources"},
             "spec": {"source": {"builtin": "iris", "uri": "s3://bucket/iris.csv"}},
         },
-        "set exactly one of source.builtin or source.uri",
+        "set exactly one of source.builtin, source.uri",
         id="dataset-two-sources",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "sql-and-builtin"},
+            "spec": {
+                "source": {
+                    "builtin": "iris",
+                    "sql": {"query": "SELECT 1", "urlSecretRef": {"name": "db", "key": "url"}},
+                }
+            },
+        },
+        "set exactly one of source.builtin, source.uri",
+        id="dataset-sql-and-builtin",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "sql-key"},
+            "spec": {
+                "source": {
+                    "sql": {"query": "SELECT 1", "urlSecretRef": {"name": "db", "key": "a/b"}}
+                }
+            },
+        },
+        "spec.source.sql.urlSecretRef.key",
+        id="dataset-sql-secret-key",
     ),
     pytest.param(
         {

@@ -7,7 +7,15 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, name_rules, with_cel
+from modelwerk.api.base import (
+    ApiModel,
+    CrdMeta,
+    ObjectName,
+    PrinterColumn,
+    Resource,
+    name_rules,
+    with_cel,
+)
 from modelwerk.api.v1alpha1.common import (
     ResourceRequirements,
     SecretReference,
@@ -20,8 +28,41 @@ ColumnType = Literal["integer", "float", "string", "boolean", "category"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Invalid", "Failed"]
 
 
+SOURCE_KINDS = ("builtin", "uri", "sql")
+"""The fields of a DatasetSource of which exactly one is set (one CEL rule counts them all)."""
+_ONE_SOURCE = {
+    "rule": "[" + ", ".join(f"has(self.{kind})" for kind in SOURCE_KINDS) + "]"
+    ".filter(x, x).size() == 1",
+    "message": "set exactly one of " + ", ".join(f"source.{kind}" for kind in SOURCE_KINDS),
+}
+
+
+class SecretKeyReference(ApiModel):
+    """One key of a Secret in the same namespace."""
+
+    name: ObjectName
+    """Name of the Secret."""
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """The key in the Secret whose value is used."""
+
+
+class SqlSource(ApiModel):
+    """A query whose result becomes the dataset, run read-only through SQLAlchemy."""
+
+    query: str = Field(min_length=1, max_length=65536)
+    """The SELECT to run; its result set (column names as selected, row order as returned:
+    add an ORDER BY for a stable version) is validated like a file."""
+    url_secret_ref: SecretKeyReference
+    """The key of a Secret holding the SQLAlchemy connection URL, for example
+    postgresql://user:password@host:5432/db (PostgreSQL through psycopg 3) or
+    sqlite:////path/file.db. It reaches the pod as a secretKeyRef, never in the pod spec."""
+    timeout_seconds: int = Field(default=300, ge=1, le=86400)
+    """How long the query may run: PostgreSQL cancels it on the server (statement_timeout),
+    SQLite interrupts it. Defaults to 300."""
+
+
 class DatasetSource(ApiModel):
-    """Exactly one of builtin or uri."""
+    """Exactly one of builtin, uri or sql."""
 
     builtin: BuiltinDataset | None = None
     """A dataset bundled with scikit-learn (no download): iris, wine, breast_cancer, diabetes or
@@ -30,22 +71,19 @@ class DatasetSource(ApiModel):
     """Location of a csv or parquet file: pvc://<claim>/<path> (on the artifact volume),
     s3://bucket/key (GCS too, through its S3 interoperability endpoint), https://host/path or
     file:///path (inside the pod)."""
+    sql: SqlSource | None = None
+    """A query against a PostgreSQL or SQLite database."""
     format: Literal["auto", "csv", "parquet"] = "auto"
     """File format; auto decides by the file extension. Defaults to auto."""
     secret_ref: SecretReference | None = None
     """Credentials for the uri, exposed to the validation pod as environment variables."""
 
-    model_config = with_cel(
-        {
-            "rule": "has(self.builtin) != has(self.uri)",
-            "message": "set exactly one of source.builtin or source.uri",
-        }
-    )
+    model_config = with_cel(_ONE_SOURCE)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DatasetSource:
-        if (self.builtin is None) == (self.uri is None):
-            raise ValueError("set exactly one of source.builtin or source.uri")
+        if sum(getattr(self, kind) is not None for kind in SOURCE_KINDS) != 1:
+            raise ValueError(_ONE_SOURCE["message"])
         return self
 
 
