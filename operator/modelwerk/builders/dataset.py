@@ -17,6 +17,8 @@ from modelwerk.builders.workload import (
 )
 
 DATASET_LABEL = "modelwerk.dev/dataset"
+SQL_URL_ENV = "MODELWERK_SQL_URL"
+"""The runtime's ``modelwerk.runtime.data.sql.URL_ENV`` (builders cannot import it)."""
 
 
 def validation_fingerprint(dataset: Dataset, refresh_epoch: int = 0) -> str:
@@ -47,12 +49,16 @@ def build_validation_job(
         "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
         "spec": dataset.spec.to_k8s(),
     }
+    sql = dataset.spec.source.sql
     workload = Workload(
         command=["modelwerk", "data", "validate"],
         env={"MODELWERK_DATASET": json.dumps(identity, sort_keys=True)},
         reads=(dataset.spec.source.uri,),
         secret_env=dataset.spec.source.secret_ref.name if dataset.spec.source.secret_ref else None,
         secret_env_prefix=SOURCE_ENV_PREFIX,
+        secret_keys=(
+            ((SQL_URL_ENV, sql.url_secret_ref.name, sql.url_secret_ref.key),) if sql else ()
+        ),
         resources=dataset.spec.resources,
     )
     return build_job(

@@ -9,7 +9,9 @@ The result (camelCase, what the operator copies into ``Dataset.status``)::
 
 Snapshot and profile are written only for valid data: an invalid version is never trained on,
 so storing it would only cost space. When the source cannot be read at all the result is
-``{"valid": false, "reason": "Unreadable", "error": "…"}``.
+``{"valid": false, "reason": "Unreadable", "error": "…"}``; a SQL source names its cause
+instead (``ConnectionFailed``, ``QueryFailed``, ``QueryTimedOut``, ``InvalidSource``), its
+error the database's message with the credentials removed.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def validate(dataset: Dataset, root: str) -> Outcome:
     except publish.PublishError as error:
         return failure("InvalidInput", str(error), EXIT_BAD_INPUT)
     except load.Unreadable as error:
-        return failure("Unreadable", str(error), EXIT_UNREADABLE)
+        return failure(error.reason, str(error), EXIT_UNREADABLE)
 
     violations = contract.check(frame, spec.contract, spec.target)
     version = snapshot.version_of(frame)
