@@ -142,8 +142,11 @@ class Cluster:
             "--",
         ]
 
-    def init(self) -> None:
-        """``initdb``: superuser ``mwadmin`` with a random password, scram-sha-256 everywhere."""
+    def init(self, clients: Sequence[str] = ()) -> None:
+        """``initdb``: superuser ``mwadmin`` with a random password, scram-sha-256 everywhere.
+
+        Only loopback clients may connect, and the networks in ``clients`` (CIDRs, for a server
+        on an address that pods reach), always with a password."""
         pwfile = self.base / "pwfile"
         pwfile.write_text(self.admin_password + "\n")
         user = _service_user()
@@ -174,6 +177,11 @@ class Cluster:
             raise RuntimeError(f"initdb failed:\n{error.stdout}\n{error.stderr}") from None
         finally:
             pwfile.unlink(missing_ok=True)
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            for cidr in clients:
+                if not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]{1,3}", cidr):
+                    raise ValueError(f"{cidr!r} is not a CIDR")
+                hba.write(f"host all all {cidr} scram-sha-256\n")
 
     def server_argv(self) -> list[str]:
         """The server in the foreground, its log on stderr, reachable on host:port only."""

@@ -27,8 +27,12 @@ def _hack() -> Any:
 class PostgresServer:
     """A running PostgreSQL on ``host:port``; ``cluster.psql`` runs statements as superuser."""
 
-    def __init__(self, log_dir: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, log_dir: Path, host: str = "127.0.0.1", clients: tuple[str, ...] = ()
+    ) -> None:
         self.log_dir = log_dir
+        self.clients = clients
+        """Networks besides loopback that may connect (with a password): the pods' ones."""
         self.cluster = _hack().Cluster.create(host)
         self.process: ManagedProcess | None = None
 
@@ -43,7 +47,7 @@ class PostgresServer:
         return port
 
     def start(self, timeout: float = 60) -> None:
-        self.cluster.init()
+        self.cluster.init(self.clients)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(
             "postgres", self.cluster.server_argv(), self.log_dir / "postgres.log"
@@ -73,20 +77,41 @@ class PostgresServer:
         return out
 
 
-def available() -> bool:
-    try:
-        _hack().bindir()
-    except _hack().Unavailable:
-        return False
-    return True
+IRIS_FEATURES = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")
+IRIS_QUERY = (
+    "SELECT " + ", ".join(f'"{c}"' for c in IRIS_FEATURES) + ", target FROM iris ORDER BY id"
+)
+"""The bundled iris, exactly: the same version as ``source.builtin: iris``."""
+
+
+def create_iris(server: PostgresServer, database: str, user: str, password: str) -> str:
+    """A database owned by ``user`` holding scikit-learn's iris, row by row in the bundled
+    order (``id``), under its bundled column names; its connection URL."""
+    from sklearn.datasets import load_iris
+
+    url = server.create_database(database, user, password)
+    frame = load_iris(as_frame=True).frame
+    rows = ",\n".join(
+        f"({i}, {', '.join(repr(float(v)) for v in row[:4])}, {int(row[4])})"
+        for i, row in enumerate(frame.itertuples(index=False))
+    )
+    columns = ", ".join(f'"{c}" double precision' for c in IRIS_FEATURES)
+    server.psql(
+        f"CREATE TABLE iris (id integer PRIMARY KEY, {columns}, target integer);\n"
+        f"INSERT INTO iris VALUES {rows};\nALTER TABLE iris OWNER TO {user};\n",
+        database=database,
+    )
+    return url
 
 
 @contextlib.contextmanager
-def running_postgres(log_dir: Path) -> Iterator[PostgresServer]:
+def running_postgres(
+    log_dir: Path, host: str = "127.0.0.1", clients: tuple[str, ...] = ()
+) -> Iterator[PostgresServer]:
     """A PostgreSQL server for the duration of the block; always stopped and removed. The test
     fails (never skips) when the binaries are missing: `.ci/run` installs them."""
     try:
-        server = PostgresServer(log_dir)
+        server = PostgresServer(log_dir, host, clients)
     except _hack().Unavailable as error:
         pytest.fail(f"PostgreSQL is needed here: {error}")
     try:
