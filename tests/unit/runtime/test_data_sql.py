@@ -78,6 +78,22 @@ def test_a_query_reads_the_table_as_a_csv_export_of_it_would(url: str, tmp_path:
     assert snapshot.version_of(frame) == snapshot.version_of(from_csv)
 
 
+def test_types_a_csv_has_no_word_for_become_text(url: str) -> None:
+    query = """SELECT 1.5::numeric AS n, '2026-01-02 03:04:05+00'::timestamptz AS ts,
+        '1 day'::interval AS iv, '{"b": [1, 2], "a": null}'::jsonb AS doc, ARRAY[1, 2] AS arr,
+        '\\x00ff'::bytea AS raw, '12:30'::time AS tm"""
+    (row,) = load.load_sql(source(query), url).to_dict("records")
+    assert row == {
+        "n": 1.5,
+        "ts": "2026-01-02T03:04:05+00:00",
+        "iv": "P1DT0H0M0S",
+        "doc": '{"a": null, "b": [1, 2]}',
+        "arr": "[1, 2]",
+        "raw": "00ff",
+        "tm": "12:30:00",
+    }
+
+
 def test_the_validation_job_publishes_a_version_of_the_result(
     url: str, root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,6 +143,15 @@ def test_the_transaction_is_read_only(url: str, postgres: PostgresServer) -> Non
     error = failure("WITH gone AS (DELETE FROM flowers RETURNING id) SELECT * FROM gone", url)
     assert error.reason == "QueryFailed"
     assert "read-only transaction" in str(error)
+    assert postgres.psql("SELECT count(*) FROM flowers", database="flowers").strip() == "3"
+
+
+def test_a_second_statement_cannot_leave_the_read_only_transaction(
+    url: str, postgres: PostgresServer
+) -> None:
+    error = failure("COMMIT; DELETE FROM flowers; SELECT 1", url)
+    assert error.reason == "QueryFailed"
+    assert "cannot insert multiple commands into a prepared statement" in str(error)
     assert postgres.psql("SELECT count(*) FROM flowers", database="flowers").strip() == "3"
 
 
@@ -234,6 +259,11 @@ def test_sqlite_is_read_only(sqlite_url: str) -> None:
     assert error.reason == "QueryFailed" and "readonly" in str(error).replace(" ", "")
     frame = load.load_sql(source("SELECT count(*) AS n FROM flowers"), sqlite_url)
     assert frame["n"].tolist() == [2]
+
+
+def test_sqlite_runs_one_statement(sqlite_url: str) -> None:
+    error = failure("SELECT 1; DELETE FROM flowers", sqlite_url)
+    assert error.reason == "QueryFailed" and "one statement at a time" in str(error)
 
 
 def test_a_missing_sqlite_file_fails_and_is_not_created(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ A: The validator only reads, and a query that runs for ever must end with its ca
    Job's deadline kills the pod without one. PostgreSQL gets ``SET TRANSACTION READ ONLY`` and
    ``SET LOCAL statement_timeout`` inside the query's own transaction (so a connection pooler in
    transaction mode keeps them too): the server cancels the statement itself and frees its
-   resources, which a client-side timer could not. SQLite has no server: the file is opened
+   resources, which a client-side timer could not. The query goes as one prepared statement,
+   so it cannot be several (``COMMIT; DELETE …`` would leave the read-only transaction). SQLite has no server: the file is opened
    read-only (``mode=ro``, ``query_only``) and a progress handler interrupts the query at the
    deadline.
 
@@ -24,6 +25,7 @@ A: A message leaves the pod as the termination message and becomes the Dataset's
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -69,9 +71,9 @@ def load_sql(source: SqlSource, url: str | None = None) -> pd.DataFrame:
     try:
         return _query(url, source.query, source.timeout_seconds)
     except SqlSourceError as error:
-        raise SqlSourceError(error.reason, scrub(str(error), secrets)) from None
+        raise SqlSourceError(error.reason, _shortened(scrub(str(error), secrets))) from None
     except Exception as error:  # any driver or SQLAlchemy failure: report it, scrubbed
-        raise SqlSourceError("QueryFailed", scrub(_describe(error), secrets)) from None
+        raise SqlSourceError("QueryFailed", _shortened(scrub(_describe(error), secrets))) from None
 
 
 def secrets_of(url: str) -> list[str]:
@@ -173,7 +175,12 @@ def _query(url: str, query: str, timeout: int) -> pd.DataFrame:
                 # The driver's own cursor, without parameters: the query is the user's SQL
                 # as written, so a "%" or ":name" in it is never taken for a placeholder.
                 cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                cursor.execute(query)
+                if backend == "sqlite":
+                    cursor.execute(query)  # sqlite3 runs one statement per call, no more
+                else:
+                    # A prepared statement is one statement: "COMMIT; DELETE …" cannot end the
+                    # read-only transaction and write after it (the simple protocol would).
+                    cursor.execute(query, prepare=True)
                 if cursor.description is None:
                     raise SqlSourceError("QueryFailed", "the query returned no result set")
                 columns = [str(column[0]) for column in cursor.description]
@@ -214,17 +221,22 @@ def _query_failure(error: Exception, backend: str, timeout: int) -> tuple[str, s
 
 def _describe(error: BaseException) -> str:
     """The database's own message (the driver's exception inside SQLAlchemy's wrapper, which
-    would add the statement and a documentation link), on one line per line it had."""
+    would add the statement and a documentation link)."""
     orig = getattr(error, "orig", None)
     source = orig if isinstance(orig, BaseException) else error
     text = str(source).strip() or type(source).__name__
-    text = f"{type(source).__name__}: {text}"
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+    return f"{type(source).__name__}: {text}"
+
+
+def _shortened(message: str) -> str:
+    """Cut after scrubbing, never before: a cut could leave half a password unrecognised."""
+    return message if len(message) <= _MESSAGE_LIMIT else message[: _MESSAGE_LIMIT - 1] + "…"
 
 
 def _as_text_where_a_csv_would_be(frame: pd.DataFrame) -> pd.DataFrame:
-    """Dates, times, intervals, UUIDs, bytes and the like as text (ISO 8601 for time), so a
-    query and a csv export of its result are the same data; numbers and booleans stay."""
+    """Dates, times, intervals, UUIDs, bytes, JSON and arrays as text (ISO 8601 for time, JSON
+    for documents and arrays, hex for bytes), so a query and a csv export of its result are
+    the same data; numbers and booleans stay."""
     frame.columns = [str(c) for c in frame.columns]
     for name in frame.columns:
         column = frame[name]
@@ -250,4 +262,6 @@ def _cell_text(value: Any) -> Any:
         return float(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
+    if isinstance(value, dict | list | tuple):  # json, jsonb and arrays: as JSON text
+        return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
     return value if _plain(value) else str(value)
