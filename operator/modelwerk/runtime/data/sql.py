@@ -174,7 +174,8 @@ def _query(url: str, query: str, timeout: int) -> pd.DataFrame:
                     connection.exec_driver_sql(statement)
                 # The driver's own cursor, without parameters: the query is the user's SQL
                 # as written, so a "%" or ":name" in it is never taken for a placeholder.
-                cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                dbapi: Any = connection.connection.dbapi_connection
+                cursor = dbapi.cursor()
                 if backend == "sqlite":
                     cursor.execute(query)  # sqlite3 runs one statement per call, no more
                 else:
