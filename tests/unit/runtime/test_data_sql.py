@@ -225,6 +225,15 @@ def test_an_unsupported_database_is_named_without_its_credentials() -> None:
     assert_no_credential(str(error), USER, PASSWORD, bad)
 
 
+@pytest.mark.parametrize(
+    "bad", [f"{USER}:{PASSWORD}", f"postgresql://{USER}:{quote(PASSWORD, safe='')}@h:port/d"]
+)
+def test_a_malformed_url_is_refused_without_repeating_it(bad: str) -> None:
+    error = failure("SELECT 1", bad)
+    assert error.reason == "InvalidSource" and "not a SQLAlchemy URL" in str(error)
+    assert_no_credential(str(error), USER, PASSWORD, bad)
+
+
 def test_secrets_of_covers_every_spelling() -> None:
     url = f"postgresql://{USER}:{quote(PASSWORD, safe='')}@h:1/d"
     found = sql.secrets_of(url)

@@ -125,7 +125,7 @@ def _query(url: str, query: str, timeout: int) -> pd.DataFrame:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise SqlSourceError(
             "InvalidSource", "the connection URL is not a SQLAlchemy URL (dialect://…)"
         ) from None
