@@ -35,7 +35,7 @@ lint: ## ruff, mypy --strict, import layering, CRD drift
 	$(VENV)/bin/mypy
 	MYPYPATH=hack/node:. $(VENV)/bin/mypy --strict --explicit-package-bases \
 		hack/node/nodectl hack/node/node.py hack/images/build.py hack/demo.py \
-		hack/kube/build.py hack/tools.py hack/dist.py
+		hack/kube/build.py hack/tools.py hack/dist.py hack/postgres/postgres.py
 	$(VENV)/bin/lint-imports
 	$(PY) -m modelwerk.crdgen --check
 

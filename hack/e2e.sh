@@ -34,6 +34,9 @@ node)
   # Pods reach the host on the node's bridge address: tests/e2e/test_s3_store.py runs its S3
   # server (hack/s3) there.
   export MODELWERK_E2E_S3_HOST=${MODELWERK_E2E_S3_HOST:-10.88.0.1}
+  # ... and tests/e2e/test_sql_source.py its PostgreSQL (hack/postgres, Debian's package).
+  export MODELWERK_E2E_DB_HOST=${MODELWERK_E2E_DB_HOST:-10.88.0.1}
+  "$PY" hack/postgres/postgres.py install >/dev/null
   "$PY" hack/tools.py versitygw >/dev/null
   ;;
 kind)

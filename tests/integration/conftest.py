@@ -3,6 +3,7 @@
 Session: ``control_plane`` (etcd + kube-apiserver + controller-manager + scheduler,
 CRDs and operator RBAC installed), ``operator_kubeconfig``, ``kube`` (admin
 ApiClient), ``operator_kube`` (ApiClient with the operator's RBAC).
+Data servers (session): ``s3`` (versitygw), ``postgres`` (PostgreSQL 15).
 Per test: ``namespace`` (fresh, restricted PodSecurity), ``node`` (kubelet
 stand-in), ``operator`` (the operator running in-process, restartable).
 
@@ -31,6 +32,7 @@ from tests.cluster.controlplane import REPO_ROOT, ControlPlane, ensure_binaries
 from tests.cluster.install import install_crds, install_operator_rbac, write_operator_kubeconfig
 from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
+from tests.cluster.postgres import PostgresServer, running_postgres
 from tests.cluster.rest import Rest
 from tests.cluster.s3 import S3Server, ensure_versitygw
 
@@ -194,6 +196,14 @@ def s3(control_plane: ControlPlane) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(control_plane: ControlPlane) -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 (Debian's binaries, hack/postgres) on a free 127.0.0.1 port: a
+    fresh cluster with a random superuser password; tests create databases of their own."""
+    with running_postgres(control_plane.workdir / "postgres") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -119,7 +119,7 @@ INVALID = [
             "metadata": {"name": "two-sources"},
             "spec": {"source": {"builtin": "iris", "uri": "s3://bucket/iris.csv"}},
         },
-        "set exactly one of source.builtin, source.uri or source.production",
+        "set exactly one of source.builtin, source.uri, source.sql or source.production",
         id="dataset-two-sources",
     ),
     pytest.param(
@@ -151,14 +151,41 @@ INVALID = [
     pytest.param(
         {
             "kind": "Dataset",
+            "metadata": {"name": "sql-and-builtin"},
+            "spec": {
+                "source": {
+                    "builtin": "iris",
+                    "sql": {"query": "SELECT 1", "urlSecretRef": {"name": "db", "key": "url"}},
+                }
+            },
+        },
+        "set exactly one of source.builtin, source.uri, source.sql or source.production",
+        id="dataset-sql-and-builtin",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
             "metadata": {"name": "production-and-uri"},
             "spec": {
                 "target": "y",
                 "source": {"production": {"deployment": "iris"}, "uri": "s3://b/x.csv"},
             },
         },
-        "set exactly one of source.builtin, source.uri or source.production",
+        "set exactly one of source.builtin, source.uri, source.sql or source.production",
         id="dataset-production-and-uri",
+    ),
+    pytest.param(
+        {
+            "kind": "Dataset",
+            "metadata": {"name": "sql-key"},
+            "spec": {
+                "source": {
+                    "sql": {"query": "SELECT 1", "urlSecretRef": {"name": "db", "key": "a/b"}}
+                }
+            },
+        },
+        "spec.source.sql.urlSecretRef.key",
+        id="dataset-sql-secret-key",
     ),
     pytest.param(
         {

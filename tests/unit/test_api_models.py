@@ -44,11 +44,17 @@ def _dataset(**source: Any) -> dict[str, Any]:
 
 def test_dataset_source_needs_exactly_one_location() -> None:
     with pytest.raises(
-        ValidationError, match=r"exactly one of source\.builtin, source\.uri or source\.production"
+        ValidationError,
+        match=r"exactly one of source\.builtin, source\.uri, source\.sql or source\.production",
     ):
         Dataset.from_k8s(_dataset(builtin="iris", uri="file:///x.csv"))
     with pytest.raises(ValidationError, match="exactly one"):
         Dataset.from_k8s(_dataset())
+    query = {"query": "SELECT 1", "urlSecretRef": {"name": "db", "key": "url"}}
+    with pytest.raises(ValidationError, match="exactly one"):
+        Dataset.from_k8s(_dataset(sql=query, uri="file:///x.csv"))
+    sql = Dataset.from_k8s(_dataset(sql=query)).spec.source.sql
+    assert sql is not None and sql.timeout_seconds == 300
     assert Dataset.from_k8s(_dataset(uri="s3://bucket/x.parquet")).spec.source.format == "auto"
 
 

@@ -140,7 +140,7 @@ def test_names_short_names_and_category() -> None:
 
 def test_one_of_fields_and_immutability_have_cel_rules() -> None:
     text = "".join(crdgen.render().values())
-    assert "set exactly one of source.builtin, source.uri or source.production" in text
+    assert "set exactly one of source.builtin, source.uri, source.sql or source.production" in text
     assert "set exactly one of setWeight, pause, analysis" in text
     assert "set exactly one of modelVersion, modelSelector" in text
     mv = CRDS["modelversions.modelwerk.dev.yaml"]["spec"]["versions"][0]["schema"]

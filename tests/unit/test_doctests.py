@@ -15,6 +15,7 @@ MODULES = sorted(
     or info.name
     in (
         "modelwerk.runtime.storage",
+        "modelwerk.runtime.data.sql",
         "modelwerk.runtime.server.experiment",
         "modelwerk.runtime.server.shadow",
     )

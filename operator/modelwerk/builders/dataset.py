@@ -22,6 +22,8 @@ DATASET_LABEL = "modelwerk.dev/dataset"
 PRODUCTION_ENV = "MODELWERK_PRODUCTION"
 """What the validation pod of a production source reads its window's end and base from (the
 format :class:`modelwerk.runtime.data.production.Context` parses)."""
+SQL_URL_ENV = "MODELWERK_SQL_URL"
+"""The runtime's ``modelwerk.runtime.data.sql.URL_ENV`` (builders cannot import it)."""
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,16 @@ def build_validation_job(
     if production is not None:
         env[PRODUCTION_ENV] = production.to_env()
     base = production.base.status.snapshot_uri if production and production.base else None
+    sql = dataset.spec.source.sql
     workload = Workload(
         command=["modelwerk", "data", "validate"],
         env=env,
         reads=(dataset.spec.source.uri, base),
         secret_env=dataset.spec.source.secret_ref.name if dataset.spec.source.secret_ref else None,
         secret_env_prefix=SOURCE_ENV_PREFIX,
+        secret_keys=(
+            ((SQL_URL_ENV, sql.url_secret_ref.name, sql.url_secret_ref.key),) if sql else ()
+        ),
         resources=dataset.spec.resources,
     )
     return build_job(

@@ -82,6 +82,9 @@ class Workload:
     """A Secret whose keys become environment variables."""
     secret_env_prefix: str = ""
     """Prefix of those variables (a data source's: so they never replace the store's)."""
+    secret_keys: tuple[tuple[str, str, str], ...] = ()
+    """(variable, Secret, key): single Secret keys as variables, through ``secretKeyRef``, so
+    the value never appears in the pod spec (a data source's connection URL)."""
     secret_env_optional: bool = False
     """Start the pod even when that Secret is missing: for credentials of a side task whose
     failure the pod reports, rather than a pod that waits for the Secret forever."""
@@ -120,7 +123,11 @@ def resources_of(resources: ResourceRequirements | None) -> dict[str, Any]:
 
 
 def build_pod_spec(workload: Workload, config: WorkloadConfig, namespace: str) -> dict[str, Any]:
-    env = [{"name": k, "value": v} for k, v in sorted(workload.env.items())]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(workload.env.items())]
+    env += [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for variable, secret, key in workload.secret_keys
+    ]
     env += config.store.env(namespace)
     env += [
         {"name": "MODELWERK_PVC_ROOT", "value": PVC_ROOT},

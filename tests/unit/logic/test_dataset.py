@@ -135,6 +135,24 @@ def test_an_unreadable_source_fails_with_the_cause() -> None:
     assert [e.type for e in plan.events] == ["Warning"]
 
 
+def test_a_sql_source_gets_its_url_as_a_secret_key_and_a_failed_query_is_final() -> None:
+    sql = {"query": "SELECT * FROM t", "urlSecretRef": {"name": "db", "key": "url"}}
+    ds = dataset(source={"sql": sql})
+    (body,) = decide(ds, observed()).create
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    assert {
+        "name": "MODELWERK_SQL_URL",
+        "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}},
+    } in container["env"]
+    assert "envFrom" not in container  # only the one key, not the whole Secret
+    result = {"valid": False, "reason": "ConnectionFailed", "error": "cannot connect: …"}
+    plan = decide(ds, observed(job(name_of(ds), "Failed", result, exit_code=2)))
+    assert plan.status.phase == "Failed"
+    assert get_condition(plan.status.conditions, "Ready").reason == "ConnectionFailed"  # type: ignore[union-attr]
+    again = decide(ds.model_copy(update={"status": plan.status}), observed())
+    assert again.create == () and again.events == ()  # the verdict stands: no retry loop
+
+
 def test_a_spec_change_starts_a_new_validation_and_cleans_the_old_job() -> None:
     old = dataset()
     old_name = name_of(old)

@@ -7,7 +7,15 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, name_rules, with_cel
+from modelwerk.api.base import (
+    ApiModel,
+    CrdMeta,
+    ObjectName,
+    PrinterColumn,
+    Resource,
+    name_rules,
+    with_cel,
+)
 from modelwerk.api.v1alpha1.common import (
     ResourceRequirements,
     SecretReference,
@@ -24,7 +32,7 @@ BuiltinDataset = Literal["iris", "wine", "breast_cancer", "diabetes", "digits", 
 ColumnType = Literal["integer", "float", "string", "boolean", "category"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Invalid", "Failed"]
 
-SOURCE_KINDS: tuple[str, ...] = ("builtin", "uri", "production")
+SOURCE_KINDS: tuple[str, ...] = ("builtin", "uri", "sql", "production")
 """The fields of spec.source of which exactly one is set (one more source: one more name)."""
 ONE_SOURCE_MESSAGE = (
     "set exactly one of "
@@ -38,8 +46,32 @@ def _count_set(fields: tuple[str, ...]) -> str:
     return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields)
 
 
+class SecretKeyReference(ApiModel):
+    """One key of a Secret in the same namespace."""
+
+    name: ObjectName
+    """Name of the Secret."""
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """The key in the Secret whose value is used."""
+
+
+class SqlSource(ApiModel):
+    """A query whose result becomes the dataset, run read-only through SQLAlchemy."""
+
+    query: str = Field(min_length=1, max_length=65536)
+    """The SELECT to run; its result set (column names as selected, row order as returned:
+    add an ORDER BY for a stable version) is validated like a file."""
+    url_secret_ref: SecretKeyReference
+    """The key of a Secret holding the SQLAlchemy connection URL, for example
+    postgresql://user:password@host:5432/db (PostgreSQL through psycopg 3) or
+    sqlite:////path/file.db. It reaches the pod as a secretKeyRef, never in the pod spec."""
+    timeout_seconds: int = Field(default=300, ge=1, le=86400)
+    """How long the query may run: PostgreSQL cancels it on the server (statement_timeout),
+    SQLite interrupts it. Defaults to 300."""
+
+
 class DatasetSource(ApiModel):
-    """Exactly one of builtin, uri or production."""
+    """Exactly one of builtin, uri, sql or production."""
 
     builtin: BuiltinDataset | None = None
     """A dataset bundled with scikit-learn (no download): iris, wine, breast_cancer, diabetes or
@@ -48,6 +80,8 @@ class DatasetSource(ApiModel):
     """Location of a csv or parquet file: pvc://<claim>/<path> (on the artifact volume),
     s3://bucket/key (GCS too, through its S3 interoperability endpoint), https://host/path or
     file:///path (inside the pod)."""
+    sql: SqlSource | None = None
+    """A query against a PostgreSQL or SQLite database."""
     production: ProductionSource | None = None
     """Captured, labelled production rows of a Deployment (spec.monitoring.capture), optionally
     appended to a base Dataset."""
@@ -71,7 +105,7 @@ class DatasetSource(ApiModel):
 
     @property
     def kind(self) -> str:
-        """Which source is set: builtin, uri or production."""
+        """Which source is set: builtin, uri, sql or production."""
         return next(kind for kind in SOURCE_KINDS if getattr(self, kind) is not None)
 
 

@@ -9,7 +9,9 @@ The result (camelCase, what the operator copies into ``Dataset.status``)::
 
 Snapshot and profile are written only for valid data: an invalid version is never trained on,
 so storing it would only cost space. When the source cannot be read at all the result is
-``{"valid": false, "reason": "Unreadable", "error": "…"}``. A production source adds
+``{"valid": false, "reason": "Unreadable", "error": "…"}``; a SQL source names its cause
+instead (``ConnectionFailed``, ``QueryFailed``, ``QueryTimedOut``, ``InvalidSource``), its
+error the database's message with the credentials removed. A production source adds
 ``provenance`` (see :mod:`~modelwerk.runtime.data.production`); with too few labelled rows the
 result is ``{"valid": false, "reason": "InsufficientLabels", "labelledRows", "requiredRows",
 "provenance", "message"}`` and nothing is written.
@@ -64,7 +66,7 @@ def validate(dataset: Dataset, root: str, context: production.Context | None = N
     except publish.PublishError as error:
         return failure("InvalidInput", str(error), EXIT_BAD_INPUT)
     except load.Unreadable as error:
-        return failure("Unreadable", str(error), EXIT_UNREADABLE)
+        return failure(error.reason, str(error), EXIT_UNREADABLE)
     except production.InsufficientLabels as scarce:
         # A verdict on the data, not a failure: the current version stays, nothing is written.
         verdict = {

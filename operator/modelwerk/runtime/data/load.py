@@ -1,4 +1,5 @@
-"""Reading a Dataset's source into a DataFrame: bundled scikit-learn data or a csv/parquet URI.
+"""Reading a Dataset's source into a DataFrame: bundled scikit-learn data, a csv/parquet URI or
+the result of a SQL query.
 
 Builtin datasets come from the files shipped inside scikit-learn (``load_<name>``), never from
 the network; their label column is ``target``. ``fairness-demo`` is generated instead (label
@@ -14,7 +15,7 @@ from typing import Literal, get_args
 
 import pandas as pd
 
-from modelwerk.api.v1alpha1.dataset import BuiltinDataset, DatasetSource
+from modelwerk.api.v1alpha1.dataset import BuiltinDataset, DatasetSource, SqlSource
 from modelwerk.runtime import storage
 
 BUILTIN_TARGET = "target"
@@ -33,15 +34,34 @@ _SUFFIXES: tuple[tuple[str, Literal["csv", "parquet"], str | None], ...] = (
 
 
 class Unreadable(Exception):
-    """The source could not be read: bad URI, missing file, unknown format, corrupt content."""
+    """The source could not be read: bad URI, missing file, unknown format, corrupt content, a
+    query that failed; ``reason`` is the cause in CamelCase for the Dataset's status."""
+
+    def __init__(self, message: str, reason: str = "Unreadable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def load_source(source: DatasetSource) -> pd.DataFrame:
     """The data a :class:`DatasetSource` names."""
     if source.builtin is not None:
         return load_builtin(source.builtin)
-    assert source.uri is not None  # DatasetSource guarantees exactly one of the two
+    if source.sql is not None:
+        return load_sql(source.sql)
+    assert source.uri is not None  # DatasetSource guarantees exactly one source
     return load_uri(source.uri, source.format)
+
+
+def load_sql(source: SqlSource, url: str | None = None) -> pd.DataFrame:
+    """The result of a query (:mod:`~modelwerk.runtime.data.sql`), credentials scrubbed from
+    every error."""
+    from modelwerk.runtime.data import sql  # deferred: SQLAlchemy is only needed for queries
+
+    try:
+        frame = sql.load_sql(source, url)
+    except sql.SqlSourceError as error:
+        raise Unreadable(str(error), error.reason) from None
+    return _normalise(frame)
 
 
 def load_builtin(name: str) -> pd.DataFrame:
