@@ -152,13 +152,19 @@ def loads(raw: bytes) -> Any:
             raise UnsafeModel(f"not a joblib file: {type(error).__name__}: {error}") from error
 
 
-def load_verified(uri: str, sha256: str) -> Any:
-    """The model at ``uri``, if its bytes hash to ``sha256`` and unpickle safely."""
+def read_verified(uri: str, sha256: str) -> bytes:
+    """The bytes at ``uri``, if they hash to ``sha256`` (read once: what was hashed is what
+    is loaded)."""
     with open_uri(uri, "rb") as handle:
-        raw = handle.read()
+        raw: bytes = handle.read()
     actual = hashlib.sha256(raw).hexdigest()
     if actual != sha256:
         raise UnsafeModel(
             f"{uri} has sha256 {actual}, not the {sha256} recorded when the trainer finished"
         )
-    return loads(raw)
+    return raw
+
+
+def load_verified(uri: str, sha256: str) -> Any:
+    """The model at ``uri``, if its bytes hash to ``sha256`` and unpickle safely."""
+    return loads(read_verified(uri, sha256))
