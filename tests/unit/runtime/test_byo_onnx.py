@@ -5,6 +5,7 @@ refused by the joblib one; models that do not keep the contract are rejected wit
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,18 +189,26 @@ def test_models_that_break_the_contract_are_rejected_with_the_reason(
         assert fragment in outcome.result["error"], outcome.result["error"]
 
 
-def test_grading_predicts_through_the_servers_backend(root: str, species_csv: str) -> None:
+def test_grading_predicts_through_the_servers_backend(
+    root: str, species_csv: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sklearn.linear_model import LogisticRegression
 
     data = validated(root, uri=species_csv, format="csv")
     frame = job.load(data)
     x, y = frame.drop(columns="target"), frame["target"]
     model = LogisticRegression(max_iter=2000).fit(x.to_numpy(), y)
-    loaded = onnx_model.load(exported(model, list(x.columns), "matrix"), x, y, "classification")
+    exported_bytes = exported(model, list(x.columns), "matrix")
+    loaded = onnx_model.load(exported_bytes, x, y, "classification")
     assert isinstance(loaded.model.backend, OnnxBackend)
     assert list(loaded.model.classes_) == SPECIES  # read from the graph's classifier node
     expected = model.predict(x.iloc[:5].to_numpy()).tolist()
     assert loaded.model.predict(x.iloc[:5]).tolist() == expected
+    assert loaded.framework_version.startswith("opset ")
+    # without the onnx package (not needed to serve) the classes are the training labels
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    bare = onnx_model.load(exported_bytes, x, y, "classification")
+    assert list(bare.model.classes_) == SPECIES and bare.framework_version == "unknown"
 
 
 def test_upload_takes_exactly_one_model(tmp_path: Path) -> None:

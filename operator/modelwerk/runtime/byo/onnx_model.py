@@ -104,13 +104,18 @@ def load(raw: bytes, x: pd.DataFrame, y_train: pd.Series, task: Task) -> Loaded:
     else:
         model = OnnxClassifier(backend, signature)
     _check_widths(model, x, signature)
-    opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
+    opsets = graph.opset_import if graph is not None else []
+    opset = next((o.version for o in opsets if o.domain in ("", "ai.onnx")), None)
     return Loaded(model, signature, f"opset {opset}" if opset is not None else "unknown")
 
 
 def _parse(raw: bytes) -> Any:
-    import onnx
-
+    """The graph, to read its classes and opset; None in an install without ``onnx`` (the
+    runtime image has it): the classes then come from the training labels."""
+    try:
+        import onnx
+    except ImportError:
+        return None
     try:
         return onnx.load_from_string(raw)
     except Exception as error:  # protobuf raises its own DecodeError
@@ -119,7 +124,7 @@ def _parse(raw: bytes) -> Any:
 
 def _classes(graph: Any, y_train: pd.Series) -> list[Any]:
     known = [plain(v) for v in np.unique(y_train.to_numpy())]
-    found = _graph_classes(graph)
+    found = _graph_classes(graph) if graph is not None else None
     if found is None:
         return known
     strange = [c for c in found if c not in set(known)]
