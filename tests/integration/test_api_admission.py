@@ -346,6 +346,20 @@ INVALID = [
         "spec.artifact.sha256",
         id="modelversion-bad-hash",
     ),
+    pytest.param(
+        model_version(
+            "onnx-compiled",
+            artifact={
+                "uri": f"pvc://modelwerk-artifacts/models/m/{SHA}/model.onnx",
+                "sha256": SHA,
+                "format": "onnx",
+                "framework": "onnx",
+            },
+            compiled={"verified": False, "reason": "x"},
+        ),
+        "an ONNX artifact (spec.artifact.format: onnx) is served as it is",
+        id="modelversion-onnx-with-compiled",
+    ),
 ]
 
 

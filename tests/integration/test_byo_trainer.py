@@ -4,7 +4,9 @@ node stand-in. The user's container is the sample image's own script (images/byo
 
 from __future__ import annotations
 
+import json
 import textwrap
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
 from tests.cluster.rest import Rest
 from tests.cluster.wait import wait_until
+from tests.integration.serving import create_deployment, wait_for_status
+from tests.integration.test_closed_loop import _serving
 from tests.integration.test_training_chain import apply, phase_is, url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +143,95 @@ def test_a_crashing_trainer_fails_the_run_with_its_exit_code_and_last_words(
         for j in admin_rest.get(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]
     ]
     assert not any("-train-" in n for n in names)  # nothing is evaluated after a crash
+
+
+ONNX_TRAINER = textwrap.dedent("""
+    import os
+    import pandas as pd
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import GradientBoostingClassifier
+    frame = pd.read_parquet(os.environ["MODELWERK_TRAIN_PATH"])
+    target = os.environ["MODELWERK_TARGET"]
+    x = frame.drop(columns=target).to_numpy()
+    seed = int(os.environ["MODELWERK_SEED"])
+    model = GradientBoostingClassifier(random_state=seed).fit(x, frame[target])
+    graph = convert_sklearn(
+        model,
+        initial_types=[("X", FloatTensorType([None, x.shape[1]]))],
+        options={id(model): {"zipmap": False}},
+    )
+    with open(os.path.join(os.environ["MODELWERK_OUTPUT_DIR"], "model.onnx"), "wb") as out:
+        out.write(graph.SerializeToString())
+    print(f"exported a gradient-boosted classifier fitted on {len(frame)} rows to ONNX")
+""")
+
+
+def _post(ip: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://{ip}:8080{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def test_an_onnx_model_is_graded_registered_as_onnx_and_served_by_onnx_runtime(
+    admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
+) -> None:
+    node.auto(
+        namespace, "app.kubernetes.io/managed-by=modelwerk,app.kubernetes.io/component!=server"
+    )
+    node.auto(namespace, "app.kubernetes.io/component=server", mode="serve")
+    apply(admin_rest, namespace, "Dataset")
+    trainingjob(
+        admin_rest,
+        namespace,
+        ["python", "-c", ONNX_TRAINER],
+        gates=[{"metric": "accuracy", "threshold": 0.85}],
+    )
+    tj = finished(admin_rest, namespace)
+    assert tj["phase"] == "Succeeded", tj
+    assert tj["trainer"]["modelFormat"] == "onnx" and tj["metrics"]["accuracy"] >= 0.85
+    mv = admin_rest.get(url(namespace, "modelversions", "iris-stack-v1"))["spec"]
+    artifact = mv["artifact"]
+    assert (artifact["format"], artifact["framework"]) == ("onnx", "onnx")
+    assert artifact["uri"].endswith("/model.onnx") and "compiled" not in mv
+    # modelwerk's copy holds the trainer's very bytes
+    assert artifact["sha256"] == tj["trainer"]["modelSha256"]
+    wait_until(
+        lambda: phase_is(admin_rest, namespace, "modelversions", "iris-stack-v1", "Ready"),
+        timeout=120,
+        what="the ONNX artifact to be verified",
+    )
+
+    refused = create_deployment(
+        admin_rest, namespace, "pickled", modelVersion="iris-stack-v1", server={"backend": "joblib"}
+    )
+    state = wait_for_status(
+        admin_rest,
+        refused,
+        lambda s: any(c.get("reason") == "BackendUnavailable" for c in s.get("conditions", [])),
+        what="the joblib backend to be refused",
+    )
+    assert "iris-stack-v1 is an ONNX model" in state["message"], state
+
+    create_deployment(admin_rest, namespace, "iris", modelVersion="iris-stack-v1")
+
+    def serving_ip() -> str | None:
+        pods = admin_rest.get(
+            f"/api/v1/namespaces/{namespace}/pods", labelSelector="modelwerk.dev/deployment=iris"
+        )["items"]
+        return next((p["status"]["podIP"] for p in pods if _serving(p)), None)
+
+    ip = wait_until(serving_ip, timeout=180, what="a Ready serving pod")
+    meta = _post(ip, "/v2/models/iris-stack")
+    assert meta["platform"] == "onnxruntime" and meta["parameters"]["backend"] == "onnx"
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+    answer = _post(ip, "/v1/models/iris-stack:predict", {"instances": rows})
+    assert answer["predictions"] == [0, 2]
 
 
 EVIL = textwrap.dedent("""

@@ -137,6 +137,17 @@ def test_metric_rules_name_the_field_they_check() -> None:
     assert sorted({r["fieldPath"] for r in metric_rules}) == [".gates", ".search.scoring"]
 
 
+def test_an_onnx_artifact_carries_no_compilation() -> None:
+    onnx = model_version(f"pvc://modelwerk-artifacts/models/m/{SHA}/model.onnx")
+    onnx["spec"]["artifact"] |= {"format": "onnx", "framework": "onnx"}
+    ModelVersion.from_k8s(onnx)
+    onnx["spec"]["compiled"] = {"verified": False, "reason": "x"}
+    with pytest.raises(ValidationError, match="compiled to ONNX"):
+        ModelVersion.from_k8s(onnx)
+    rules = _crd(ModelVersion)["properties"]["spec"]["x-kubernetes-validations"]
+    assert any("self.artifact.format != 'onnx'" in r["rule"] for r in rules)
+
+
 @pytest.mark.parametrize("reason", ["_private", "has space", "Ünïcode", "x" * 1025, "Bad-Dash"])
 def test_a_pod_reason_that_is_no_condition_reason_falls_back(reason: str) -> None:
     job = JobOutcome("j", "Failed", {"reason": reason, "error": "boom"}, None, None, None)

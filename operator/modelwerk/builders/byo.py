@@ -4,7 +4,8 @@ The trainer pod::
 
     init  prepare  (runtime image, store access)  training split -> emptyDir "input"
     init  upload   (runtime image, store access, native sidecar) waits; after the trainer
-                   exits, model.joblib from emptyDir "output" -> the run's directory
+                   exits, model.joblib or model.onnx from emptyDir "output" -> the run's
+                   directory
     main  trainer  (the user's image) input (read-only), output and /tmp; nothing else
 
 The trainer container is built here from scratch, not from the workload template: it gets no
@@ -47,6 +48,7 @@ UPLOAD_GRACE_SECONDS = 300
 READY_FILE = "/tmp/modelwerk-upload-ready"
 MODEL_URI_ENV = "MODELWERK_BYO_MODEL_URI"
 SHA256_ENV = "MODELWERK_BYO_SHA256"
+FORMAT_ENV = "MODELWERK_BYO_FORMAT"
 
 
 def trainer_job_name(tj: TrainingJob, fingerprint: str) -> str:
@@ -145,10 +147,11 @@ def build_evaluation_job(
     config: WorkloadConfig,
     model_uri: str,
     sha256: str,
+    model_format: str = "joblib",
 ) -> dict[str, Any]:
     """The run's final Job: modelwerk grades, publishes and checks the trainer's model."""
     base = workload_of(tj, dataset, fingerprint, config, ["modelwerk", "byo", "evaluate"])
-    base.env.update({MODEL_URI_ENV: model_uri, SHA256_ENV: sha256})
+    base.env.update({MODEL_URI_ENV: model_uri, SHA256_ENV: sha256, FORMAT_ENV: model_format})
     return build_job(
         name=training_job_name(tj, fingerprint),
         namespace=tj.metadata.namespace,

@@ -81,12 +81,17 @@ def server_args(dep: Deployment, mv: ModelVersion) -> list[str]:
 
 
 def compiled_args(dep: Deployment, mv: ModelVersion) -> list[str]:
-    """The backend flags: the verified compiled model is passed unless joblib is asked for.
+    """The backend flags: the verified compiled model is passed unless joblib is asked for; an
+    ONNX artifact is named as such (the operator never asks joblib of one: ``logic.deployment``).
 
     The expected sha256 comes from the ModelVersion (immutable), never from the model card.
     """
     server = dep.spec.server
     args = ["--backend", server.backend]
+    if mv.spec.artifact.format == "onnx":
+        # the artifact is the ONNX model: no compilation to pass, the onnx backend serves it
+        args += ["--artifact-format", "onnx", "--intra-op-threads", str(server.intra_op_threads)]
+        return args
     compiled = mv.spec.compiled
     if server.backend != "joblib" and compiled is not None and compiled.verified:
         assert compiled.uri is not None and compiled.sha256 is not None  # validated

@@ -1,4 +1,6 @@
-"""The ``ModelIncompatible`` condition of a modelwerk Deployment.
+"""Whether a Deployment's server can serve a ModelVersion: refused up front when its backend
+cannot (:func:`backend_refusal`), reported by the ``ModelIncompatible`` condition when a pod
+refuses it at load time.
 
 A model server refuses an artifact written by another scikit-learn minor version than its own
 (``runtime.server.compatibility``): it exits before loading, with a termination message that
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from modelwerk.api.conditions import ConditionStatus, get_condition, set_condition
-from modelwerk.api.v1alpha1.deployment import DeploymentStatus
+from modelwerk.api.v1alpha1.deployment import Deployment, DeploymentStatus
+from modelwerk.api.v1alpha1.model_version import ModelVersion
 
 MODEL_INCOMPATIBLE = "ModelIncompatible"
 MARKER = "ModelIncompatible:"
@@ -82,3 +85,48 @@ def with_incompatibility(
         generation=generation,
     )
     return status.model_copy(update={"conditions": conditions})
+
+
+BACKEND_UNAVAILABLE = "BackendUnavailable"
+
+
+def backend_refusal(dep: Deployment, mv: ModelVersion) -> str | None:
+    """Why ``dep``'s ``spec.server.backend`` cannot serve ``mv``, or None when it can.
+
+    Decided from the ModelVersion before any pod exists: a pod asked for the impossible would
+    only crash-loop. ``auto`` serves every version.
+
+    >>> from modelwerk.api.v1alpha1 import Deployment, ModelVersion
+    >>> def mv(artifact, **spec):
+    ...     spec = {"model": "m", "version": 1, "task": "regression", "artifact": artifact, **spec}
+    ...     return ModelVersion.from_k8s({"metadata": {"name": "m-v1"}, "spec": spec})
+    >>> def dep(backend):
+    ...     spec = {"modelVersion": "m-v1", "server": {"backend": backend}}
+    ...     return Deployment.from_k8s({"metadata": {"name": "d"}, "spec": spec})
+    >>> onnx = mv({"uri": "file:///a/model.onnx", "sha256": "0" * 64, "format": "onnx"})
+    >>> print(backend_refusal(dep("joblib"), onnx))
+    ModelVersion m-v1 is an ONNX model (spec.artifact.format: onnx) with no scikit-learn pipeline: spec.server.backend joblib cannot serve it; use auto or onnx
+    >>> backend_refusal(dep("auto"), onnx) is None and backend_refusal(dep("onnx"), onnx) is None
+    True
+    >>> joblib = mv({"uri": "file:///a/model.joblib", "sha256": "0" * 64})
+    >>> print(backend_refusal(dep("onnx"), joblib))
+    ModelVersion m-v1 has no verified compiled model (spec.compiled is absent): spec.server.backend onnx cannot serve it; use auto or joblib
+    """
+    backend, name = dep.spec.server.backend, mv.metadata.name
+    if backend == "joblib" and mv.spec.artifact.format == "onnx":
+        return (
+            f"ModelVersion {name} is an ONNX model (spec.artifact.format: onnx) with no "
+            "scikit-learn pipeline: spec.server.backend joblib cannot serve it; use auto or onnx"
+        )
+    compiled = mv.spec.compiled
+    if (
+        backend == "onnx"
+        and mv.spec.artifact.format == "joblib"
+        and not (compiled is not None and compiled.verified)
+    ):
+        why = "spec.compiled is absent" if compiled is None else compiled.reason or "unverified"
+        return (
+            f"ModelVersion {name} has no verified compiled model ({why}): "
+            "spec.server.backend onnx cannot serve it; use auto or joblib"
+        )
+    return None

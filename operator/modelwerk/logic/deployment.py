@@ -33,7 +33,13 @@ from modelwerk.builders.serving import (
 from modelwerk.builders.shadow import shadow_service_name
 from modelwerk.builders.workload import WorkloadConfig
 from modelwerk.logic.commands import pending_command
-from modelwerk.logic.compatibility import RECHECK_SECONDS, Refusal, with_incompatibility
+from modelwerk.logic.compatibility import (
+    BACKEND_UNAVAILABLE,
+    RECHECK_SECONDS,
+    Refusal,
+    backend_refusal,
+    with_incompatibility,
+)
 from modelwerk.logic.drift import DRIFT_DETECTED, DriftDecision, DriftInput, decide_drift
 from modelwerk.logic.experiment_figures import ExperimentFigures
 from modelwerk.logic.live import CAPTURE_DEGRADED, LiveDecision, LiveInput, decide_live
@@ -98,6 +104,9 @@ def resolve(dep: Deployment, versions: list[ModelVersion]) -> tuple[ModelVersion
                 "ModelVersionNotReady",
                 f"ModelVersion {spec.model_version} is not Ready: {why}",
             )
+        refused = backend_refusal(dep, pinned)
+        if refused is not None:
+            return None, BACKEND_UNAVAILABLE, refused
         return pinned, "Resolved", f"Serving the pinned ModelVersion {pinned.metadata.name}"
     chooser = spec.model_selector
     assert chooser is not None
@@ -109,6 +118,9 @@ def resolve(dep: Deployment, versions: list[ModelVersion]) -> tuple[ModelVersion
         stage = f" in stage {chooser.stage}" if chooser.stage else ""
         return None, "NoReadyVersion", f"No Ready ModelVersion of model {chooser.model}{stage}"
     newest = max(candidates, key=lambda v: v.spec.version)
+    refused = backend_refusal(dep, newest)
+    if refused is not None:
+        return None, BACKEND_UNAVAILABLE, refused
     return newest, "Resolved", f"Serving the newest Ready version of {chooser.model}"
 
 

@@ -27,6 +27,8 @@ class TrainerDecision:
     message: str | None = None
     model_uri: str | None = None
     sha256: str | None = None
+    model_format: str = "joblib"
+    """joblib or onnx, as the upload step found it."""
 
 
 def decide_trainer(
@@ -58,7 +60,13 @@ def decide_trainer(
     record = record.model_copy(
         update={"model_sha256": upload["sha256"], "model_format": upload.get("format")}
     )
-    return TrainerDecision("done", record, model_uri=upload["uri"], sha256=upload["sha256"])
+    return TrainerDecision(
+        "done",
+        record,
+        model_uri=upload["uri"],
+        sha256=upload["sha256"],
+        model_format=str(upload.get("format") or "joblib"),
+    )
 
 
 def _tail(job: JobOutcome) -> str | None:

@@ -243,6 +243,8 @@ def _finished(
         artifact=Artifact(
             uri=result.artifact.uri,
             sha256=result.artifact.sha256,
+            format=result.artifact.format,
+            framework="onnx" if result.artifact.format == "onnx" else "scikit-learn",
             framework_version=result.artifact.framework_version,
         ),
         signature=signature_of(result.signature),

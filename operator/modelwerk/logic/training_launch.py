@@ -371,7 +371,13 @@ def start(
     if trained is not None:
         assert trained.model_uri is not None and trained.sha256 is not None
         body = build_evaluation_job(
-            tj, dataset, fingerprint, config, trained.model_uri, trained.sha256
+            tj,
+            dataset,
+            fingerprint,
+            config,
+            trained.model_uri,
+            trained.sha256,
+            trained.model_format,
         )
         message = f"Started evaluation Job {job_name} of the trainer's model on the holdout"
         fields |= {"trainer": trained.record}

@@ -3,7 +3,7 @@ signature and the headline metric."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError, model_validator
 
@@ -29,6 +29,7 @@ class ArtifactResult(ApiModel):
     uri: str
     sha256: str
     size_bytes: int | None = None
+    format: Literal["joblib", "onnx"] = "joblib"
     framework_version: str | None = None
 
 

@@ -5,7 +5,8 @@ Layout of the artifact store (a directory, or any fsspec URL, named by ``MODELWE
     datasets/<dataset>/<sha256>/snapshot.parquet     canonical snapshot (content-addressed)
     datasets/<dataset>/<sha256>/profile.json         :class:`~modelwerk.runtime.profile.Profile`
     models/<model>/<sha256>/model.joblib             fitted sklearn Pipeline
-    models/<model>/<sha256>/model.onnx               the same pipeline compiled (when verified)
+    models/<model>/<sha256>/model.onnx               the same pipeline compiled (when verified),
+                                                     or, alone, a trainer container's ONNX model
     models/<model>/<sha256>/model-card.json          :class:`ModelCard`
     runs/<namespace>/<trainingjob>/<uid>/<run>/trials/part-*.parquet   search trials
 
@@ -59,9 +60,11 @@ class ArtifactRef(_Contract):
     uri: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(alias="sizeBytes", ge=0)
-    format: Literal["joblib"] = "joblib"
-    framework: Literal["scikit-learn"] = "scikit-learn"
+    format: Literal["joblib", "onnx"] = "joblib"
+    """joblib: a pickled pipeline; onnx: a trainer container's ONNX model, served as it is."""
+    framework: Literal["scikit-learn", "onnx"] = "scikit-learn"
     framework_version: str = Field(alias="frameworkVersion")
+    """scikit-learn's version (joblib); the graph's ONNX opset, as ``opset 18`` (onnx)."""
 
 
 class DatasetLineage(_Contract):

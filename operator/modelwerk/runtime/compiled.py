@@ -74,6 +74,9 @@ class Runner:
         inputs = sess.get_inputs()
         outputs = sess.get_outputs()
         self.single = len(inputs) == 1 and inputs[0].name == INPUT
+        # float64 for what modelwerk compiles (no copy); a trainer container's model.onnx
+        # may take float32, the usual input of exported models
+        self._single_type = _NUMPY_OF.get(inputs[0].type, np.float64) if self.single else None
         if self.single:
             width = inputs[0].shape[-1] if inputs[0].shape else None
             if isinstance(width, int) and width != len(columns):
@@ -93,13 +96,18 @@ class Runner:
                 f"the compiled model has outputs {[o.name for o in outputs]}; expected the "
                 "prediction" + (" and the probabilities" if probabilities else "")
             )
+        if probabilities and not str(outputs[1].type).startswith("tensor("):
+            raise CompiledModelError(
+                f"the model's second output {outputs[1].name} is a {outputs[1].type}, not a "
+                "tensor of probabilities [n, classes] (export classifiers without ZipMap)"
+            )
         self.probabilities = probabilities
         self._first = [outputs[0].name]
         self._both = [outputs[0].name, outputs[1].name] if probabilities else self._first
 
     def feeds(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if self.single:
-            return {INPUT: np.ascontiguousarray(x, dtype=np.float64)}
+            return {INPUT: np.ascontiguousarray(x, dtype=self._single_type)}
         out: dict[str, np.ndarray] = {}
         for j, name, kind in self._columns:
             column = x[:, j]

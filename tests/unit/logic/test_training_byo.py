@@ -147,9 +147,11 @@ def test_a_trainer_that_wrote_no_model_fails_with_the_uploads_words() -> None:
     assert reason(plan) == "NoModel" and "wrote no model.joblib" in (plan.status.message or "")
 
 
-def test_a_finished_trainer_hands_the_recorded_hash_to_the_evaluation() -> None:
+@pytest.mark.parametrize("model_format", ["joblib", "onnx"])
+def test_a_finished_trainer_hands_the_recorded_hash_to_the_evaluation(model_format: str) -> None:
     tj = byo()
-    upload = {"ok": True, "format": "joblib", "uri": "pvc://c/runs/x/model.joblib", "sha256": SHA}
+    uri = f"pvc://c/runs/x/model.{model_format}"
+    upload = {"ok": True, "format": model_format, "uri": uri, "sha256": SHA}
     plan = decide(tj, trainer_job(tj, "Succeeded", upload=upload))
     (evaluation,) = plan.create
     assert evaluation["metadata"]["name"] == training_job_name(tj, run_fingerprint(tj))
@@ -157,7 +159,9 @@ def test_a_finished_trainer_hands_the_recorded_hash_to_the_evaluation() -> None:
     assert container["command"] == ["modelwerk", "byo", "evaluate"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["MODELWERK_BYO_SHA256"], env["MODELWERK_BYO_MODEL_URI"]) == (SHA, upload["uri"])
+    assert env["MODELWERK_BYO_FORMAT"] == model_format
     assert plan.status.trainer is not None and plan.status.trainer.model_sha256 == SHA
+    assert plan.status.trainer.model_format == model_format
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,22 @@ def test_passing_gates_register_the_next_version_once() -> None:
     assert done.status.primary_metric == "accuracy=0.97"
 
 
+def test_an_onnx_artifact_is_registered_as_onnx() -> None:
+    tj = training()
+    artifact = {
+        **RESULT["artifact"],  # type: ignore[dict-item]
+        "uri": f"pvc://modelwerk-artifacts/models/iris-classifier/{SHA}/model.onnx",
+        "format": "onnx",
+        "frameworkVersion": "opset 18",
+    }
+    plan = decide(tj, observed(job(name_of(tj), "Succeeded", {**RESULT, "artifact": artifact})))
+    (mv,) = plan.create
+    assert mv["spec"]["artifact"]["format"] == "onnx"
+    assert mv["spec"]["artifact"]["framework"] == "onnx"
+    assert mv["spec"]["artifact"]["frameworkVersion"] == "opset 18"
+    assert "compiled" not in mv["spec"]
+
+
 def test_registration_race_moves_on_to_the_next_free_version() -> None:
     tj = training()
     taken = [RegisteredVersion("iris-classifier-v1", "iris-classifier", 1, "someone-else", "other")]

@@ -93,6 +93,7 @@ def test_iris_random_forest_end_to_end(root: str) -> None:
         "uri": card.artifact.uri,
         "sha256": card.artifact.sha256,
         "sizeBytes": Path(path).stat().st_size,
+        "format": "joblib",
         "frameworkVersion": card.artifact.framework_version,
     }
     assert f"/models/m/{card.artifact.sha256}/model.joblib" in card.artifact.uri

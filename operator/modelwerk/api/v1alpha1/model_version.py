@@ -56,15 +56,20 @@ class Artifact(ApiModel):
     """The serialized model and the hash it must match before anything unpickles it."""
 
     uri: Uri
-    """Where model.joblib lives, for example pvc://modelwerk-artifacts/models/iris/<sha256>/model.joblib."""
+    """Where model.joblib (or model.onnx) lives, for example
+    pvc://modelwerk-artifacts/models/iris/<sha256>/model.joblib."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     """Lower-case hex sha256 of the file; the server refuses to load anything else."""
-    format: Literal["joblib"] = "joblib"
-    """Serialization format. Defaults to joblib."""
-    framework: Literal["scikit-learn"] = "scikit-learn"
-    """The library that produced the model. Defaults to scikit-learn."""
+    format: Literal["joblib", "onnx"] = "joblib"
+    """Serialization format: joblib (a pickled scikit-learn compatible pipeline) or onnx (an
+    ONNX model, for example a trainer container's model.onnx, served by ONNX Runtime; it has
+    no joblib pipeline, so Deployments must not ask for the joblib backend). Defaults to
+    joblib."""
+    framework: Literal["scikit-learn", "onnx"] = "scikit-learn"
+    """The library that reads the model: scikit-learn (joblib) or onnx. Defaults to
+    scikit-learn."""
     framework_version: str | None = Field(default=None, max_length=64)
-    """Version of that library, for example 1.5.2."""
+    """Version of that library, for example 1.5.2; for onnx the graph's opset, as opset 18."""
 
 
 class Compiled(ApiModel):
@@ -198,10 +203,18 @@ class ModelVersionSpec(ApiModel):
             "model belongs to the artifact it was compiled from (drop spec.compiled when "
             "registering another artifact)",
         },
+        {
+            "rule": "!has(self.compiled) || !has(self.artifact.format) "
+            "|| self.artifact.format != 'onnx'",
+            "message": "spec.compiled describes a joblib artifact compiled to ONNX; an ONNX "
+            "artifact (spec.artifact.format: onnx) is served as it is: drop spec.compiled",
+        },
     )
 
     @model_validator(mode="after")
     def _compiled_beside_artifact(self) -> ModelVersionSpec:
+        if self.compiled is not None and self.artifact.format == "onnx":
+            raise ValueError("spec.compiled describes a joblib artifact compiled to ONNX")
         if self.compiled is not None and self.compiled.uri is not None:
             directory = self.artifact.uri[: self.artifact.uri.rfind("/") + 1]
             if not self.compiled.uri.startswith(directory):

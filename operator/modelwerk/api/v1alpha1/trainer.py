@@ -6,7 +6,9 @@ The contract the container gets (environment variables, all paths inside the con
 ``MODELWERK_TRAIN_PATH``        the training split as parquet (features and target), read-only
 ``MODELWERK_OUTPUT_DIR``        where to write ``model.joblib`` (a fitted scikit-learn
                                 compatible pipeline built from classes the runtime image can
-                                import); nothing else in it is kept
+                                import) or ``model.onnx`` (an ONNX model, served by ONNX
+                                Runtime; ``runtime.byo.onnx_model`` says what it must take
+                                and answer); exactly one; nothing else in it is kept
 ``MODELWERK_TARGET``            the label column
 ``MODELWERK_TASK``              classification or regression
 ``MODELWERK_FEATURES``          the feature columns, comma separated (every column but the

@@ -348,7 +348,7 @@ class TrainerRecord(ApiModel):
     reason: str | None = None
     """Why it ended (Completed, Error, OOMKilled, …)."""
     model_format: str | None = None
-    """The form of the model it wrote (joblib)."""
+    """The form of the model it wrote (joblib or onnx)."""
     model_sha256: str | None = None
     """sha256 of the model file as it left the container, before modelwerk evaluated it."""
     log_tail: str | None = Field(default=None, max_length=2048)

@@ -8,7 +8,7 @@ A: Unpickling calls whatever callables the pickle names: a ``model.joblib`` from
 
    - classes (never plain functions) from the libraries a model is built of — scikit-learn,
      NumPy, SciPy, pandas, XGBoost, LightGBM — and a few harmless built-in and collections
-     types;
+     types; of modelwerk itself only the classes in :data:`CLASSES`, by full name;
    - the handful of functions NumPy, pandas and copyreg pickle arrays, frames and plain
      objects with, and scikit-learn's univariate score functions (:data:`FUNCTIONS`).
 
@@ -89,6 +89,11 @@ FUNCTIONS = frozenset(
 )
 
 
+CLASSES = frozenset({("modelwerk.runtime.trainer.xgb_labels", "LabelledXGBClassifier")})
+"""modelwerk's own model classes, each by its full name (never the package): XGBoost's
+classifier on any labels, whose state is XGBoost's plus the label array."""
+
+
 ARRAY_API_ALIASES = ("array_api_compat.numpy._aliases",)
 """Modules of the array-API wrappers around NumPy (SciPy's splines keep one, vendored under
 ``scipy._lib`` or ``sklearn.externals``): their own functions are array computations."""
@@ -101,6 +106,8 @@ class UnsafeModel(Exception):
 def _allowed(module: str, name: str, obj: Any) -> bool:
     if (module, name) in FUNCTIONS or (module, name) in BUILTIN_TYPES:
         return True
+    if (module, name) in CLASSES:
+        return isinstance(obj, type)
     top = module.split(".", 1)[0]
     if top in PACKAGES and module.endswith(ARRAY_API_ALIASES):
         return callable(obj) and getattr(obj, "__module__", None) == module
@@ -145,13 +152,19 @@ def loads(raw: bytes) -> Any:
             raise UnsafeModel(f"not a joblib file: {type(error).__name__}: {error}") from error
 
 
-def load_verified(uri: str, sha256: str) -> Any:
-    """The model at ``uri``, if its bytes hash to ``sha256`` and unpickle safely."""
+def read_verified(uri: str, sha256: str) -> bytes:
+    """The bytes at ``uri``, if they hash to ``sha256`` (read once: what was hashed is what
+    is loaded)."""
     with open_uri(uri, "rb") as handle:
-        raw = handle.read()
+        raw: bytes = handle.read()
     actual = hashlib.sha256(raw).hexdigest()
     if actual != sha256:
         raise UnsafeModel(
             f"{uri} has sha256 {actual}, not the {sha256} recorded when the trainer finished"
         )
-    return loads(raw)
+    return raw
+
+
+def load_verified(uri: str, sha256: str) -> Any:
+    """The model at ``uri``, if its bytes hash to ``sha256`` and unpickle safely."""
+    return loads(read_verified(uri, sha256))

@@ -7,11 +7,12 @@ stratification) and writes only the training part, features and target, to
 
 ``upload`` runs as a native sidecar: it starts before the user's container and waits for
 SIGTERM, which the kubelet sends once the user's container has exited. It then copies
-``model.joblib`` from the output directory to the run's directory in the store
-(``runs/…/<run>/trainer/model.joblib``), hashing it on the way, and reports::
+``model.joblib`` or ``model.onnx`` (exactly one of them) from the output directory to the run's
+directory in the store (``runs/…/<run>/trainer/model.joblib``), hashing it on the way, and
+reports::
 
-    {"ok": true, "format": "joblib", "uri": "…", "sha256": "…", "sizeBytes": n}
-    {"ok": false, "reason": "NoModel", "error": "…"}
+    {"ok": true, "format": "joblib" | "onnx", "uri": "…", "sha256": "…", "sizeBytes": n}
+    {"ok": false, "reason": "NoModel" | "AmbiguousModel", "error": "…"}
 
 in its termination message, which the operator passes to the evaluation Job.
 """
@@ -35,6 +36,8 @@ OUTPUT_DIR_ENV = "MODELWERK_BYO_OUTPUT_DIR"
 READY_FILE_ENV = "MODELWERK_BYO_READY_FILE"
 TRAIN_FILE = "train.parquet"
 MODEL_FILE = "model.joblib"
+MODEL_FILES = {"joblib": MODEL_FILE, "onnx": "model.onnx"}
+"""What a trainer may write, by format: one of the two."""
 TRAINER_DIR = "trainer"
 _CHUNK = 1 << 20
 
@@ -78,16 +81,21 @@ def wait_for_exit() -> None:
 
 def upload(output_dir: Path, run_directory: str) -> dict[str, Any]:
     """Hash and copy the trainer's model to the run's directory in the store."""
-    source = output_dir / MODEL_FILE
-    if not source.is_file():
+    written = [name for name in MODEL_FILES.values() if (output_dir / name).is_file()]
+    if len(written) != 1:
         found = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+        wrote = f"both {' and '.join(written)}" if written else "neither"
         return {
             "ok": False,
-            "reason": "NoModel",
-            "error": f"the trainer wrote no {MODEL_FILE} to its output directory "
+            "reason": "NoModel" if not written else "AmbiguousModel",
+            "error": f"the trainer wrote {wrote} of {' or '.join(MODEL_FILES.values())} to its "
+            f"output directory, which needs exactly one "
             f"(found: {', '.join(found[:10]) or 'nothing'})",
         }
-    target = storage.join(run_directory, TRAINER_DIR, MODEL_FILE)
+    (name,) = written
+    model_format = next(f for f, file in MODEL_FILES.items() if file == name)
+    source = output_dir / name
+    target = storage.join(run_directory, TRAINER_DIR, name)
     fs, path = storage.fs_and_path(storage.join(run_directory, TRAINER_DIR))
     fs.makedirs(path, exist_ok=True)
     digest = hashlib.sha256()
@@ -99,7 +107,7 @@ def upload(output_dir: Path, run_directory: str) -> dict[str, Any]:
             writer.write(chunk)
     return {
         "ok": True,
-        "format": "joblib",
+        "format": model_format,
         "uri": target,
         "sha256": digest.hexdigest(),
         "sizeBytes": size,

@@ -34,11 +34,18 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--model-card-uri", {"help": "model card (default: model-card.json next to the model)"}),
     ("--profile-uri", {"help": "reference profile for drift (default: from the model card)"}),
     (
+        "--artifact-format",
+        {
+            "choices": ["joblib", "onnx"],
+            "help": "the form of --model-uri (default joblib); onnx is served by the onnx backend",
+        },
+    ),
+    (
         "--backend",
         {
             "choices": ["auto", "onnx", "joblib"],
             "help": "onnx: the verified compiled model; joblib: the original; auto (default): "
-            "onnx when --compiled-sha256 is given",
+            "onnx when --compiled-sha256 is given or the artifact is ONNX",
         },
     ),
     ("--compiled-uri", {"help": "the compiled model.onnx (default: from the model card)"}),

@@ -132,6 +132,12 @@ def load_model(settings: ServerSettings) -> LoadedModel:
                 f"the model card {settings.resolved_card_uri} describes artifact "
                 f"{card.artifact.sha256}, not the expected {settings.sha256}"
             )
+        if card.artifact.format != settings.artifact_format:
+            raise ModelLoadError(
+                f"the model card {settings.resolved_card_uri} describes an artifact of format "
+                f"{card.artifact.format}, but the ModelVersion registers format "
+                f"{settings.artifact_format}"
+            )
         if choose(settings) == "joblib":
             # a pickle is only valid for the scikit-learn it was written with; the compiled
             # model was verified at registration and needs no scikit-learn at all

@@ -26,7 +26,8 @@ class ServerSettings(BaseSettings):
     )
 
     model_uri: str = Field(min_length=1)
-    """The ``model.joblib`` to serve (pvc://, file://, a local path, or any fsspec URL)."""
+    """The ``model.joblib`` (or ONNX ``model.onnx``) to serve (pvc://, file://, a local path, or
+    any fsspec URL)."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """Expected sha256 of the artifact. Required: the server refuses to unpickle without it."""
     model_name: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -39,9 +40,14 @@ class ServerSettings(BaseSettings):
     """Reference profile for drift; defaults to the model card's dataset profile."""
     drift_enabled: bool = True
     """Compute drift when a profile is available."""
+    artifact_format: Literal["joblib", "onnx"] = "joblib"
+    """The form of the artifact at ``model_uri`` (the ModelVersion's ``spec.artifact.format``):
+    an ``onnx`` artifact (a trainer container's ``model.onnx``) is served by the onnx backend
+    as it is, and the joblib backend refuses it."""
     backend: Literal["auto", "onnx", "joblib"] = "auto"
-    """What predicts: ``onnx`` (the verified compiled model), ``joblib`` (the original), or
-    ``auto``: onnx when ``compiled_sha256`` is given, else joblib."""
+    """What predicts: ``onnx`` (the verified compiled model, or the artifact itself when it is
+    ONNX), ``joblib`` (the original), or ``auto``: onnx when ``compiled_sha256`` is given or
+    the artifact is ONNX, else joblib."""
     compiled_uri: str | None = None
     """The compiled ``model.onnx``; defaults to the location the model card records."""
     compiled_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")

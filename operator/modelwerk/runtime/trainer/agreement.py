@@ -70,7 +70,7 @@ def _max(values: np.ndarray | None) -> float | None:
     return float(np.max(values))
 
 
-def _matrix(frame: pd.DataFrame, signature: Signature) -> np.ndarray:
+def matrix(frame: pd.DataFrame, signature: Signature) -> np.ndarray:
     """The rows as the server decodes them: float64 when every input is numeric, else object."""
     columns = [t.name for t in signature.inputs]
     numeric = all(t.datatype != "BYTES" for t in signature.inputs)
@@ -93,7 +93,7 @@ def compare(
         expected = np.asarray(pipeline.predict(original_input))
         if expected.ndim > 1:
             expected = expected.reshape(len(part), -1)[:, 0]
-        got, probabilities = runner.predict(_matrix(part, signature), runner.probabilities)
+        got, probabilities = runner.predict(matrix(part, signature), runner.probabilities)
         if task == "classification":
             same_kind = _kind(expected) == _kind(got)
             agree.append(np.asarray(expected == got, dtype=bool) & same_kind)

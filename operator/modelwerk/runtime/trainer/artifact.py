@@ -1,6 +1,7 @@
 """Publishing a trained pipeline: ``models/<model>/<sha256>/{model.joblib,model.onnx,model-card.json}``.
 
-The address is the sha256 of the joblib file, so the model is serialised into a staging
+The address is the sha256 of the joblib file (of ``model.onnx`` for a trainer container's
+ONNX model, which is published alone), so the model is serialised into a staging
 directory first, hashed, described by its card, then moved into place (see
 :mod:`modelwerk.runtime.publish`). If the same bytes were published before, the existing
 directory and its card are kept: the card describes the first run that produced the bytes.
@@ -30,6 +31,15 @@ from modelwerk.runtime.artifacts import (
 )
 from modelwerk.runtime.trainer.compile import Compilation
 from modelwerk.runtime.trainer.train import Trained
+
+
+@dataclass(frozen=True)
+class OnnxArtifact:
+    """An ONNX model published as the artifact itself."""
+
+    model: bytes
+    version: str
+    """What the card records as its framework version (the graph's opset)."""
 
 
 @dataclass(frozen=True)
@@ -72,18 +82,25 @@ def write(
     duration_seconds: float,
     compilation: Compilation | None = None,
     trials: TrialsRef | None = None,
+    onnx: OnnxArtifact | None = None,
 ) -> Published:
     """Serialise, hash, describe and publish ``trained`` under the artifact ``root``; a verified
-    ``compilation`` is published next to it as ``model.onnx``."""
+    ``compilation`` is published next to it as ``model.onnx``. With ``onnx`` (a trainer
+    container's ONNX model) those bytes are the artifact, ``model.onnx``, and nothing is
+    pickled."""
     import joblib
     import sklearn
 
     parent = storage.join(root, "models", publish.segment(model))
     staging = publish.staging_dir(parent)
+    file = MODEL_FILE if onnx is None else COMPILED_FILE
     try:
-        with storage.open_uri(storage.join(staging, MODEL_FILE), "wb") as handle:
+        with storage.open_uri(storage.join(staging, file), "wb") as handle:
             hashing = _HashingWriter(handle)
-            joblib.dump(trained.model, hashing)
+            if onnx is None:
+                joblib.dump(trained.model, hashing)
+            else:
+                hashing.write(onnx.model)
         digest, size = hashing.digest.hexdigest(), hashing.size
         final = storage.join(parent, digest)
         card_uri = storage.join(final, MODEL_CARD_FILE)
@@ -96,10 +113,12 @@ def write(
             task=trained.task,
             estimator=estimator,
             artifact=ArtifactRef(
-                uri=storage.join(final, MODEL_FILE),
+                uri=storage.join(final, file),
                 sha256=digest,
                 size_bytes=size,
-                framework_version=sklearn.__version__,
+                format="joblib" if onnx is None else "onnx",
+                framework="scikit-learn" if onnx is None else "onnx",
+                framework_version=sklearn.__version__ if onnx is None else onnx.version,
             ),
             signature=trained.signature,
             metrics=trained.metrics,

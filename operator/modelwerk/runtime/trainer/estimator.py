@@ -26,6 +26,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "LGBMClassifier": {"n_jobs": 1, "verbose": -1},
     "LGBMRegressor": {"n_jobs": 1, "verbose": -1},
 }
+SUBSTITUTES: dict[str, tuple[str, str]] = {
+    # XGBoost's classifier learns only the labels 0…k-1; this subclass learns any labels and
+    # answers with them (see the module).
+    "XGBClassifier": ("modelwerk.runtime.trainer.xgb_labels", "LabelledXGBClassifier"),
+}
+"""Allowlisted names trained as a class of the runtime's own (module, class)."""
 
 
 def estimator_class(name: str) -> type[Any]:
@@ -35,8 +41,8 @@ def estimator_class(name: str) -> type[Any]:
             "EstimatorNotAllowed",
             f"estimator {name!r} is not allowed; choose one of {', '.join(sorted(ESTIMATORS))}",
         )
-    module, _ = ESTIMATORS[name]
-    cls: type[Any] = getattr(importlib.import_module(module), name)
+    module, attribute = SUBSTITUTES.get(name) or (ESTIMATORS[name][0], name)
+    cls: type[Any] = getattr(importlib.import_module(module), attribute)
     return cls
 
 

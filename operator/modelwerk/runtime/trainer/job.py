@@ -18,7 +18,7 @@ Inputs (set by the operator on the training container):
 Result on success (≤ 4 KiB, camelCase)::
 
     {"ok": true, "task", "metrics": {…}, "bestParams": {…} | null,
-     "artifact": {"uri", "sha256", "sizeBytes", "frameworkVersion"}, "modelCardUri",
+     "artifact": {"uri", "sha256", "sizeBytes", "format", "frameworkVersion"}, "modelCardUri",
      "signature": {"inputs": [[name, datatype]], "outputs": [[name, datatype, shape]],
                    "classes": […]},
      "gates": [{"metric", "operator", "threshold", "value", "passed"}], "gatesPassed",
@@ -179,6 +179,7 @@ def publish_model(
     started: float,
     trials_ref: TrialsRef | None = None,
     compilation: Compilation | None = None,
+    onnx: artifact.OnnxArtifact | None = None,
 ) -> artifact.Published:
     return artifact.write(
         trained,
@@ -190,6 +191,7 @@ def publish_model(
         duration_seconds=time.perf_counter() - started,
         compilation=compilation,
         trials=trials_ref,
+        onnx=onnx,
     )
 
 
@@ -233,6 +235,7 @@ def report(
             "uri": card.artifact.uri,
             "sha256": card.artifact.sha256,
             "sizeBytes": card.artifact.size_bytes,
+            "format": card.artifact.format,
             "frameworkVersion": card.artifact.framework_version,
         },
         "modelCardUri": published.card_uri,

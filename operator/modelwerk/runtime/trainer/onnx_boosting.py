@@ -37,6 +37,8 @@ from typing import Any
 
 FAMILIES = ("xgboost.", "lightgbm.")
 """Module prefixes of the estimators handled here."""
+LABELLED_MODULE = "modelwerk.runtime.trainer.xgb_labels"
+"""The module of the XGBoost classifier on any labels (``estimator.SUBSTITUTES``)."""
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 CLASSIFIER_OPTIONS: dict[str, Any] = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
 """The options skl2onnx may pass to these classifiers' converters (the compilation passes
@@ -44,7 +46,8 @@ CLASSIFIER_OPTIONS: dict[str, Any] = {"nocl": [True, False], "zipmap": [True, Fa
 
 
 def handles(estimator: Any) -> bool:
-    return type(estimator).__module__.startswith(FAMILIES)
+    module = type(estimator).__module__
+    return module.startswith(FAMILIES) or module == LABELLED_MODULE
 
 
 @functools.cache
@@ -64,12 +67,16 @@ def register_converters() -> None:
     )
     from xgboost import XGBClassifier, XGBRegressor
 
+    from modelwerk.runtime.trainer.xgb_labels import LabelledXGBClassifier
+
     classifier, regressor = (
         calculate_linear_classifier_output_shapes,
         calculate_linear_regressor_output_shapes,
     )
     for cls, alias, shapes, convert in (
         (XGBClassifier, "XGBoostXGBClassifier", classifier, convert_xgboost),
+        # reads classes_, so text labels go into the graph (classlabels_strings)
+        (LabelledXGBClassifier, "ModelwerkLabelledXGBClassifier", classifier, convert_xgboost),
         (XGBRegressor, "XGBoostXGBRegressor", regressor, convert_xgboost),
         (LGBMClassifier, "LightGbmLGBMClassifier", classifier, convert_lightgbm),
         (LGBMRegressor, "LightGbmLGBMRegressor", regressor, convert_lightgbm),

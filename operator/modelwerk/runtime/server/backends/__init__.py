@@ -6,7 +6,9 @@ batcher, captured and monitored the same way whichever backend runs them.
 
 ``--backend auto`` (the default) serves the compiled model when the operator passed one, that
 is when the ModelVersion records a verified compilation (``spec.compiled``); ``onnx`` insists on
-it (the server refuses to start without it); ``joblib`` always serves the original.
+it (the server refuses to start without it); ``joblib`` always serves the original. An artifact
+that is ONNX itself (``--artifact-format onnx``: a trainer container wrote ``model.onnx``) has
+no original to unpickle: the onnx backend serves it, and ``joblib`` is refused.
 
 Q: What does serving the compiled model gain, besides speed?
 A: ``joblib.load`` unpickles, and unpickling runs code: whoever can place a pickle where the
@@ -42,7 +44,15 @@ class Backend(Protocol):
 
 
 def choose(settings: ServerSettings) -> str:
-    """``onnx`` or ``joblib`` for these settings (``auto``: onnx when a compiled model is given)."""
+    """``onnx`` or ``joblib`` for these settings (``auto``: onnx when a compiled model is given
+    or the artifact is ONNX); :class:`ModelLoadError` for joblib asked of an ONNX artifact."""
+    if settings.artifact_format == "onnx":
+        if settings.backend == "joblib":
+            raise ModelLoadError(
+                f"{settings.model_uri} is an ONNX model (artifact format onnx) with no "
+                "scikit-learn pipeline to unpickle: serve it with --backend onnx or auto"
+            )
+        return "onnx"
     if settings.backend == "auto":
         return "onnx" if settings.compiled_sha256 else "joblib"
     return settings.backend
