@@ -367,7 +367,8 @@ class JoinState:
         )
         classified = lookup[group]
         inside = (data["time"] >= now - self.window) & data["has_label"].astype(bool) & classified
-        if not inside.any():
+        versions_inside = {names[c][0] for c in np.unique(group[inside]).tolist()}
+        if len(versions_inside) < 2:  # the usual case: nothing to pair, nothing to pivot
             return []
         frame = pd.DataFrame(
             {
