@@ -332,6 +332,13 @@ def test_a_restarted_aggregator_reads_an_experiment_back_to_its_start(tmp_path: 
     assert restarted.current().to_json()["versions"] == live.current().to_json()["versions"]
     restarted.read_back(start + 60)  # covered already: nothing is read again
     assert restarted._read_back is None
+    # an experiment older than retention is complete from what retention kept
+    ancient = NOW - 30 * 86400
+    assert not restarted.current().to_json(ancient)["experiment"]["complete"]
+    restarted.read_back(ancient)
+    restarted.tick()
+    assert restarted.current().to_json(ancient)["experiment"]["complete"]
+    assert experiment_arms(restarted, start) == expected
 
 
 def test_units_and_paired_outcomes_over_http(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ A: It lists only the hour partitions that can still hold new rows (captures of t
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -79,6 +80,8 @@ class Snapshot:
     pairs: list[PairedFigures] = field(default_factory=list)
     covered_from: float | None = None
     """Everything captured and labelled from this time on has been read."""
+    retention_seconds: float = math.inf
+    """Older data is deleted: an experiment's totals are complete from then on at best."""
     ready: bool = False
     """The first full read of the store is done."""
     store_error: str | None = None
@@ -144,7 +147,8 @@ class Snapshot:
                 totals.setdefault(key, VersionFigures(version=key[0], arm=key[1], task=""))
             doc["experiment"] = {
                 "since": _iso(since),
-                "complete": self.covered_from is not None and self.covered_from <= since,
+                "complete": self.covered_from is not None
+                and self.covered_from <= max(since, self.time - self.retention_seconds),
                 "unitRate": self.unit_rate,
                 "arms": [
                     {
@@ -192,7 +196,11 @@ class Aggregator:
         """An earlier time an experiment asked about: the next round reads from there."""
         self._last_retention = -RETENTION_EVERY
         self._lock = threading.Lock()
-        self.snapshot = Snapshot(time=clock(), window_seconds=settings.window_seconds)
+        self.snapshot = Snapshot(
+            time=clock(),
+            window_seconds=settings.window_seconds,
+            retention_seconds=settings.retention_days * 86400.0,
+        )
 
     # ------------------------------------------------------------ the loop
     def run(self, stop: threading.Event) -> None:
