@@ -368,3 +368,25 @@ def test_units_and_paired_outcomes_over_http(tmp_path: Path) -> None:
     (arm,) = doc["experiment"]["arms"]
     assert (arm["arm"], arm["units"], arm["matched"]) == ("a", 3, 6)
     assert doc["experiment"]["unitRate"] == 1.0 and doc["experiment"]["complete"]
+
+
+def test_units_are_counted_once_every_writer_has_flushed_them(tmp_path: Path) -> None:
+    """Writers flush on their own schedules: units first seen within the grace are left out
+    of both arms alike until then, so one arm's later flush cannot fake a mismatch."""
+    store = Store(str(tmp_path))
+    start = NOW - 600
+    write_predictions(store, "v1", "pod-a", start + 10, ["a1", "a2"], [1, 1], "a", ["u1", "u2"])
+    write_predictions(store, "v2", "pod-b", NOW - 30, ["b1"], [1], "b", ["u3"])
+    write_predictions(store, "v1", "pod-a", NOW - 20, ["a3"], [1], "a", ["u1"])  # u1 again
+    clock = Clock(NOW)
+    aggregator = Aggregator(settings(grace_seconds=60), store, clock)
+    aggregator.tick()
+
+    def units() -> dict[str, int]:
+        doc = aggregator.current().to_json(start)["experiment"]
+        return {a["arm"]: a["units"] for a in doc["arms"]}
+
+    assert units() == {"a": 2, "b": 0}  # u3 is 30 s old: within the grace
+    clock.t = NOW + 31
+    aggregator.tick()
+    assert units() == {"a": 2, "b": 1}

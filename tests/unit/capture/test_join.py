@@ -324,7 +324,9 @@ def test_distinct_units_per_arm_with_their_last_time() -> None:
     s.add_predictions(unit_captures(["u2"], "a", "v1", t=T + 300, start=20))
     units = s.units()
     assert {k: len(v) for k, v in units.items()} == {("v1", "a"): 3, ("v2", "b"): 1}
-    assert int((units[("v1", "a")] >= T + 200).sum()) == 1  # only u2 came back
+    a = units[("v1", "a")]
+    assert int((a["last"] >= T + 200).sum()) == 1  # only u2 came back
+    assert a.loc[a["last"] >= T + 200, "first"].tolist() == [T]
     assert s.unit_rate == 1.0
 
 

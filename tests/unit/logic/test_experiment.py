@@ -414,3 +414,20 @@ def test_joined_units_and_an_incomplete_read_back() -> None:
     ]:  # fmt: skip
         with pytest.raises(ValueError, match=problem):
             parse_joined(bad, "v1", "v2")
+
+
+def test_counting_starts_only_once_no_pod_of_the_old_template_serves() -> None:
+    """A pod of the stable color's old template (no arm yet) still serving would take units
+    that no arm counts: the experiment starts once every pod carries its arm."""
+    from dataclasses import replace as changed
+
+    s = sim()
+    s.step()
+    assert s.status.experiment.decision == "Starting"
+    active = s.status.active_color or "blue"
+    track = s.tracks[active]
+    s.tracks[active] = changed(track, replicas=track.updated + 1)  # one old pod left
+    s.step()
+    assert s.status.experiment.decision == "Starting"
+    s.step()  # the old pod is gone
+    assert s.status.experiment.decision == "Running"

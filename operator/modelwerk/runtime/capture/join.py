@@ -25,8 +25,8 @@ A: A label that scored two versions says which of them was right on the same row
 
 Q: And distinct units?
 A: Captures of a keyed experiment carry a hash of the unit's key (``unit``). The state keeps,
-   per (version, arm), the units whose hash falls below a threshold, with the last time each
-   was seen; the threshold starts at "all" and halves whenever more than ``max_units`` are
+   per (version, arm), the units whose hash falls below a threshold, with the first and the
+   last time each was seen; the threshold starts at "all" and halves whenever more than ``max_units`` are
    kept, dropping the units above it in every arm at once. Each unit is thus kept with the
    same probability in every arm, independently of its arm (the hash is not the assignment's),
    so the kept counts split between the arms as the units do: a sample-ratio test on them is
@@ -200,8 +200,9 @@ class JoinState:
         self.max_units = max_units
         self.unit_threshold = ALL_UNITS
         """Units whose hash is at most this are kept (see the module docstring)."""
-        self._units: dict[int, pd.Series] = {}
-        """Experiment group -> last time each kept unit was seen, indexed by the unit's hash."""
+        self._units: dict[int, pd.DataFrame] = {}
+        """Experiment group -> ``first`` and ``last`` time each kept unit was seen, indexed by
+        the unit's hash."""
         self.forgotten_rows = 0
 
     # ------------------------------------------------------------ input
@@ -297,7 +298,7 @@ class JoinState:
         first = math.floor((now - self.keep) / BUCKET_SECONDS)
         self._buckets = {k: v for k, v in self._buckets.items() if k[1] >= first}
         forget = now - self.keep
-        self._units = {g: u[u >= forget] for g, u in self._units.items()}
+        self._units = {g: u[u["last"] >= forget] for g, u in self._units.items()}
 
     # ------------------------------------------------------------ output
     def figures(self, now: float) -> tuple[list[VersionFigures], LabelCounts]:
@@ -406,9 +407,9 @@ class JoinState:
         """The share of units the distinct-unit counts keep."""
         return (self.unit_threshold + 1) / 2.0**64
 
-    def units(self) -> dict[tuple[str, str], pd.Series]:
-        """Per (version, arm): the kept units' last-seen times (Series the state never
-        changes in place, so the caller may keep them)."""
+    def units(self) -> dict[tuple[str, str], pd.DataFrame]:
+        """Per (version, arm): the kept units' ``first`` and ``last`` times (frames the state
+        never changes in place, so the caller may keep them)."""
         names = {code: key for key, code in self._groups.items()}
         return {(names[g][0], names[g][1] or ""): u for g, u in self._units.items()}
 
@@ -549,9 +550,13 @@ class JoinState:
             {"g": group[present][kept], "h": hashes[kept], "t": times[present][kept]}
         )
         for g, part in frame.groupby("g"):
-            seen = part.groupby("h")["t"].max()
+            seen = part.groupby("h")["t"].agg(first="min", last="max")
             old = self._units.get(int(g))
-            merged = seen if old is None else pd.concat([old, seen]).groupby(level=0).max()
+            merged = (
+                seen
+                if old is None
+                else pd.concat([old, seen]).groupby(level=0).agg({"first": "min", "last": "max"})
+            )
             self._units[int(g)] = merged
         while sum(len(u) for u in self._units.values()) > self.max_units:
             self.unit_threshold //= 2

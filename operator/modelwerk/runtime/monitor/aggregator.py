@@ -74,8 +74,10 @@ class Snapshot:
     labels: LabelCounts = field(default_factory=LabelCounts)
     experiment: list[ArmBuckets] = field(default_factory=list)
     """The running sums of the experiment arms (not limited to the window)."""
-    units: dict[tuple[str, str], pd.Series] = field(default_factory=dict)
-    """Per (version, arm): the kept units' last-seen times."""
+    units: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    """Per (version, arm): the kept units' first and last times."""
+    unit_lag_seconds: float = 0.0
+    """Units first seen this recently are not counted yet (see ``to_json``)."""
     unit_rate: float = 1.0
     pairs: list[PairedFigures] = field(default_factory=list)
     covered_from: float | None = None
@@ -96,7 +98,13 @@ class Snapshot:
     def to_json(self, since: float | None = None) -> dict[str, Any]:
         """The document ``GET /live`` answers (the operator's contract); with ``since``
         (``GET /live?since=<seconds since the epoch>``) also ``experiment``: the figures of
-        each (version, experiment arm) over the predictions made from then on."""
+        each (version, experiment arm) over the predictions made from then on.
+
+        An arm's ``units`` are the distinct units seen since ``since`` and first seen more than
+        ``unit_lag_seconds`` (the grace a label waits for its prediction's file) ago: each
+        writer flushes on its own schedule, so the newest units of an arm with more writers,
+        or a later flush, would be missing from the count for a while; a count that stops short
+        of the lag stops at the same time for both arms."""
         doc: dict[str, Any] = {
             "time": _iso(self.time),
             "windowSeconds": self.window_seconds,
@@ -155,7 +163,9 @@ class Snapshot:
                         "version": f.version,
                         "arm": f.arm,
                         "task": f.task,
-                        "units": _units_since(self.units.get(key), since),
+                        "units": _units_since(
+                            self.units.get(key), since, self.time - self.unit_lag_seconds
+                        ),
                         "matched": f.matched,
                         "correct": f.correct,
                         "absError": f.abs_error,
@@ -200,6 +210,7 @@ class Aggregator:
             time=clock(),
             window_seconds=settings.window_seconds,
             retention_seconds=settings.retention_days * 86400.0,
+            unit_lag_seconds=settings.grace_seconds,
         )
 
     # ------------------------------------------------------------ the loop
@@ -362,8 +373,11 @@ class Aggregator:
             return self.snapshot
 
 
-def _units_since(seen: pd.Series | None, since: float) -> int:
-    return 0 if seen is None else int((seen.to_numpy() >= since).sum())
+def _units_since(seen: pd.DataFrame | None, since: float, until: float) -> int:
+    """Units seen from ``since`` on, first seen before ``until``."""
+    if seen is None:
+        return 0
+    return int(((seen["last"].to_numpy() >= since) & (seen["first"].to_numpy() < until)).sum())
 
 
 def _transient(exc: BaseException) -> bool:
