@@ -331,8 +331,7 @@ def test_distinct_units_per_arm_with_their_last_time() -> None:
 
 
 def test_units_beyond_the_limit_are_sampled_at_one_rate_in_every_arm() -> None:
-    s = state()
-    s.max_units = 5_000
+    s = state(max_units=5_000)
     rng = np.random.default_rng(7)
     keys = [f"user-{i}" for i in range(20_000)]
     arm_b = rng.random(len(keys)) < 0.3
@@ -346,7 +345,7 @@ def test_units_beyond_the_limit_are_sampled_at_one_rate_in_every_arm() -> None:
     assert abs(total - 20_000 * s.unit_rate) < 4 * math.sqrt(20_000 * s.unit_rate)
     assert abs(kept[("v2", "b")] / total - 0.3) < 0.03
     # each arm keeps exactly its units whose hash is below the one threshold
-    limit = np.uint64(s.unit_threshold)
+    limit = np.uint64(s.unit_counter.threshold)
     for arm, version, units in (("a", "v1", a), ("b", "v2", b)):
         hashes = pd.util.hash_array(np.array(units, dtype=object))
         assert kept[(version, arm)] == int((hashes <= limit).sum())

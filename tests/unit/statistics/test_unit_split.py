@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelwerk.runtime.capture.join import ALL_UNITS
+from modelwerk.runtime.capture.units import ALL_UNITS
 from modelwerk.runtime.server.experiment import unit_of
 from modelwerk.statistics.srm import SRM_THRESHOLD, unit_split_test
 

@@ -24,44 +24,13 @@ A: A label that scored two versions says which of them was right on the same row
    replica's captures rather than one process's memory.
 
 Q: And distinct units?
-A: Captures of a keyed experiment carry a hash of the unit's key (``unit``). The state keeps,
-   per (version, arm), the units whose hash falls below a threshold, with the first and the
-   last time each was seen; the threshold starts at "all" and halves whenever more than ``max_units`` are
-   kept, dropping the units above it in every arm at once. Each unit is thus kept with the
-   same probability in every arm, independently of its arm (the hash is not the assignment's),
-   so the kept counts split between the arms as the units do: a sample-ratio test on them is
-   exact, on fewer units once the threshold has dropped.
-
-Q: Which labels count as unmatched?
-A: Those whose prediction is not found ``grace_seconds`` after the label was seen. A label
-   may be seen before its prediction's file (each writer flushes on its own schedule), so it
-   waits that long first. Predictions stay joinable for ``horizon_seconds`` after they were
-   made; a label for an older, unknown or never-captured request ends up unmatched. Never an
-   error.
-
-Q: Why hashes rather than the ids themselves?
-A: Memory. The state holds every prediction of the horizon; a 64-bit hash of (request id, row)
-   is 8 bytes where the id string is 60 or more. Two different rows share a hash with
-   probability about n²/2⁶⁵ (10⁻⁶ for ten million rows in the horizon).
-
-Q: Which time does the window use?
-A: The label's: a figure over the last hour covers the labels posted in that hour, whenever
-   their predictions were made (but within the horizon).
-
-Q: And an experiment, which runs longer than any window?
-A: Its test needs every observation since it began, so the outcomes of predictions captured
-   with an experiment arm are also added up, never expiring with the window, per (version,
-   arm) and minute of the *prediction*: :meth:`JoinState.experiment_buckets`, summed from an
-   experiment's start by :func:`~modelwerk.runtime.capture.figures.totals_since`. A few
-   numbers per minute and arm, kept for ``keep_seconds`` (the store's retention). What the
-   state does not hold after an aggregator restart (outcomes whose labels came before the
-   first round's look back) is not counted again: the figures restart from the window.
+A: Captures of a keyed experiment carry a hash of the unit's key (``unit``): the state counts
+   each arm's distinct units with :class:`~modelwerk.runtime.capture.units.UnitCounter`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,88 +46,10 @@ from modelwerk.runtime.capture.figures import (
     PairedFigures,
     VersionFigures,
 )
+from modelwerk.runtime.capture.held import Chunk, Labels, Outcomes, row_keys
+from modelwerk.runtime.capture.pairs import paired
 from modelwerk.runtime.capture.records import class_text
-
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-ALL_UNITS = (1 << 64) - 1
-"""The unit threshold that keeps every unit (hashes are 64-bit)."""
-
-
-def row_keys(request_ids: Any, rows: Any) -> np.ndarray:
-    """64-bit keys of (request id, row) pairs."""
-    ids = pd.util.hash_array(np.asarray(request_ids, dtype=object))
-    with np.errstate(over="ignore"):
-        keys: np.ndarray = ids ^ ((np.asarray(rows, dtype=np.uint64) + np.uint64(1)) * _MIX)
-    return keys
-
-
-@dataclass
-class _Chunk:
-    keys: np.ndarray  # uint64, sorted
-    group: np.ndarray  # int32 codes of (version, arm)
-    version: np.ndarray  # uint64: one bit per version (its code modulo 64)
-    code: np.ndarray  # int64 class codes; -1 for regression rows
-    value: np.ndarray  # float64 predicted values; NaN for classes
-    time: np.ndarray  # float64 seconds
-    labelled: np.ndarray  # bool
-
-    @property
-    def newest(self) -> float:
-        return float(self.time.max()) if len(self.time) else -math.inf
-
-
-@dataclass
-class _Labels:
-    keys: np.ndarray
-    code: np.ndarray  # class codes of the label; -1 when none
-    value: np.ndarray  # the label as a number; NaN when none or not numeric
-    has_label: np.ndarray  # bool
-    reward: np.ndarray  # NaN when none
-    time: np.ndarray  # label time
-    seen: np.ndarray  # when the join first saw it
-    versions: np.ndarray  # uint64: the bits of the versions it scored (0: none yet)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def take(self, mask: np.ndarray) -> _Labels:
-        return _Labels(*(getattr(self, f)[mask] for f in _LABEL_FIELDS))
-
-    @staticmethod
-    def concat(parts: list[_Labels]) -> _Labels:
-        return _Labels(*(np.concatenate([getattr(p, f) for p in parts]) for f in _LABEL_FIELDS))
-
-
-_LABEL_FIELDS = ("keys", "code", "value", "has_label", "reward", "time", "seen", "versions")
-
-
-@dataclass
-class _Outcomes:
-    key: list[np.ndarray] = field(default_factory=list)
-    group: list[np.ndarray] = field(default_factory=list)
-    time: list[np.ndarray] = field(default_factory=list)
-    has_label: list[np.ndarray] = field(default_factory=list)
-    correct: list[np.ndarray] = field(default_factory=list)
-    error: list[np.ndarray] = field(default_factory=list)
-    reward: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, **arrays: np.ndarray) -> None:
-        for name, values in arrays.items():
-            getattr(self, name).append(values)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            name: np.concatenate(parts) if parts else np.empty(0)
-            for name, parts in vars(self).items()
-        }
-
-    def keep(self, mask_of: Any) -> None:
-        data = self.arrays()
-        if not len(data["time"]):
-            return
-        mask = mask_of(data["time"])
-        for name, values in data.items():
-            setattr(self, name, [values[mask]])
+from modelwerk.runtime.capture.units import UnitCounter
 
 
 class JoinState:
@@ -181,10 +72,10 @@ class JoinState:
         self.horizon = horizon_seconds
         self.grace = grace_seconds
         self.max_rows = max_rows
-        self._chunks: list[_Chunk] = []
-        self._held: _Labels | None = None
+        self._chunks: list[Chunk] = []
+        self._held: Labels | None = None
         """First labels of the horizon: waiting for a first version, or for more versions."""
-        self._outcomes = _Outcomes()
+        self._outcomes = Outcomes()
         self._matched: list[np.ndarray] = []
         """Label times of labels that scored at least one version."""
         self._unmatched: list[np.ndarray] = []
@@ -197,12 +88,7 @@ class JoinState:
         """Group codes with an experiment arm."""
         self._buckets: dict[tuple[int, int], np.ndarray] = {}
         """(group, minute of the prediction) -> the sums named in ``SUMS``."""
-        self.max_units = max_units
-        self.unit_threshold = ALL_UNITS
-        """Units whose hash is at most this are kept (see the module docstring)."""
-        self._units: dict[int, pd.DataFrame] = {}
-        """Experiment group -> ``first`` and ``last`` time each kept unit was seen, indexed by
-        the unit's hash."""
+        self.unit_counter = UnitCounter(max_units)
         self.forgotten_rows = 0
 
     # ------------------------------------------------------------ input
@@ -226,7 +112,7 @@ class JoinState:
             value = np.asarray(predictions, dtype=np.float64)
         order = np.argsort(keys, kind="stable")
         times = _seconds(table)
-        chunk = _Chunk(
+        chunk = Chunk(
             keys=keys[order],
             group=group[order],
             version=self._version_bits(group)[order],
@@ -261,7 +147,7 @@ class JoinState:
             if layout.REWARD in table.column_names
             else np.full(n, np.nan)
         )
-        new = _Labels(
+        new = Labels(
             keys, code, value, has_label, reward, _seconds(table), np.full(n, now),
             np.zeros(n, dtype=np.uint64),
         )  # fmt: skip
@@ -274,7 +160,7 @@ class JoinState:
             self._duplicates.append(new.time[~first])
         fresh = new.take(first)
         self._match(fresh, self._chunks)
-        self._held = fresh if self._held is None else _Labels.concat([self._held, fresh])
+        self._held = fresh if self._held is None else Labels.concat([self._held, fresh])
 
     def advance(self, now: float) -> None:
         """Labels still unmatched after the grace period become unmatched; predictions older
@@ -298,7 +184,7 @@ class JoinState:
         first = math.floor((now - self.keep) / BUCKET_SECONDS)
         self._buckets = {k: v for k, v in self._buckets.items() if k[1] >= first}
         forget = now - self.keep
-        self._units = {g: u[u["last"] >= forget] for g, u in self._units.items()}
+        self.unit_counter.forget_before(forget)
 
     # ------------------------------------------------------------ output
     def figures(self, now: float) -> tuple[list[VersionFigures], LabelCounts]:
@@ -368,53 +254,26 @@ class JoinState:
         )
         classified = lookup[group]
         inside = (data["time"] >= now - self.window) & data["has_label"].astype(bool) & classified
-        versions_inside = {names[c][0] for c in np.unique(group[inside]).tolist()}
-        if len(versions_inside) < 2:  # the usual case: nothing to pair, nothing to pivot
-            return []
-        frame = pd.DataFrame(
-            {
-                "key": data["key"][inside].astype(np.uint64),
-                "version": np.array([names[c][0] for c in range(len(names))], dtype=object)[
-                    group[inside]
-                ],
-                "correct": data["correct"][inside].astype(bool),
-            }
-        ).drop_duplicates(["key", "version"])
-        table = frame.pivot(index="key", columns="version", values="correct")
-        versions = sorted(table.columns)
-        out = []
-        for i, first in enumerate(versions):
-            for second in versions[i + 1 :]:
-                both = table[[first, second]].dropna()
-                if both.empty:
-                    continue
-                x = both[first].astype(bool).to_numpy()
-                y = both[second].astype(bool).to_numpy()
-                out.append(
-                    PairedFigures(
-                        first=first,
-                        second=second,
-                        both_right=int((x & y).sum()),
-                        first_only=int((x & ~y).sum()),
-                        second_only=int((~x & y).sum()),
-                        both_wrong=int((~x & ~y).sum()),
-                    )
-                )
-        return out
+        version_of = np.array([names[c][0] for c in range(len(names))], dtype=object)
+        return paired(
+            data["key"][inside], version_of[group[inside]], data["correct"][inside].astype(bool)
+        )
 
     @property
     def unit_rate(self) -> float:
         """The share of units the distinct-unit counts keep."""
-        return (self.unit_threshold + 1) / 2.0**64
+        return self.unit_counter.rate
 
     def units(self) -> dict[tuple[str, str], pd.DataFrame]:
         """Per (version, arm): the kept units' ``first`` and ``last`` times (frames the state
         never changes in place, so the caller may keep them)."""
         names = {code: key for key, code in self._groups.items()}
-        return {(names[g][0], names[g][1] or ""): u for g, u in self._units.items()}
+        return {
+            (names[g][0], names[g][1] or ""): u for g, u in self.unit_counter.by_group().items()
+        }
 
     # ------------------------------------------------------------ internals
-    def _match(self, labels: _Labels, chunks: list[_Chunk]) -> None:
+    def _match(self, labels: Labels, chunks: list[Chunk]) -> None:
         """Match ``labels`` against ``chunks``: each label scores each version's capture of
         its row once (``labels.versions`` records which, in place)."""
         for chunk in chunks:
@@ -443,7 +302,7 @@ class JoinState:
             chunk.labelled[at] = True
             self._outcome(chunk, at, labels.take(idx))
 
-    def _outcome(self, chunk: _Chunk, rows: np.ndarray, labels: _Labels) -> None:
+    def _outcome(self, chunk: Chunk, rows: np.ndarray, labels: Labels) -> None:
         group = chunk.group[rows]
         is_class = chunk.code[rows] >= 0
         correct = is_class & (chunk.code[rows] == labels.code)
@@ -537,31 +396,12 @@ class JoinState:
         return out
 
     def _add_units(self, table: pa.Table, group: np.ndarray, times: np.ndarray) -> None:
-        """Keep the experiment units of these rows that fall below the unit threshold."""
         if layout.UNIT not in table.column_names or not self._armed:
             return
         units = np.asarray(_column(table, layout.UNIT), dtype=object)
-        present = pd.notna(units) & np.isin(group, np.fromiter(self._armed, dtype=np.int64))
-        if not present.any():
-            return
-        hashes = pd.util.hash_array(units[present])
-        kept = hashes <= np.uint64(self.unit_threshold)
-        frame = pd.DataFrame(
-            {"g": group[present][kept], "h": hashes[kept], "t": times[present][kept]}
-        )
-        for g, part in frame.groupby("g"):
-            seen = part.groupby("h")["t"].agg(first="min", last="max")
-            old = self._units.get(int(g))
-            merged = (
-                seen
-                if old is None
-                else pd.concat([old, seen]).groupby(level=0).agg({"first": "min", "last": "max"})
-            )
-            self._units[int(g)] = merged
-        while sum(len(u) for u in self._units.values()) > self.max_units:
-            self.unit_threshold //= 2
-            limit = np.uint64(self.unit_threshold)
-            self._units = {g: u[u.index.to_numpy() <= limit] for g, u in self._units.items()}
+        armed = np.isin(group, np.fromiter(self._armed, dtype=np.int64))
+        if armed.any():
+            self.unit_counter.add(units[armed], group[armed], times[armed])
 
     def _bound_rows(self) -> None:
         total = self.rows
