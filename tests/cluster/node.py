@@ -118,6 +118,9 @@ class StandInNode:
         self._loopback = _loopback_addresses()
         self._reaped: set[str] = set()
         self._drivers: list[AutoDriver] = []
+        self.env_hooks: list[Callable[[JSON, dict[str, str]], None]] = []
+        """Called with each served pod and its environment before it starts (may change it:
+        ``tests.cluster.services`` points Service URLs at local forwarders)."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="standin-pod")
@@ -555,6 +558,8 @@ class StandInNode:
         uid = pod["metadata"]["uid"]
         pod_dir = self.workdir / "pods" / f"{namespace}_{name}_{uid[:8]}"
         command = podrun.prepare(pod, pod_dir, self.claims_dir, self._read)
+        for hook in list(self.env_hooks):
+            hook(pod, command.env)
         served = ServedPod(self, pod, pod_dir, command, [*command.argv, "--host", ip], probe)
         with self._lock:
             self._served[uid] = served

@@ -35,6 +35,7 @@ from modelwerk.runtime.server.experiment import assign
 from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
 from tests.cluster.rest import Rest, RestError
+from tests.cluster.wait import wait_until
 from tests.integration.serving import create_deployment, stable_selector, tracks, wait_for_status
 from tests.integration.test_capture import CAPTURE
 from tests.integration.test_closed_loop import COLUMNS, TYPICAL, V1, V2, _chain, _pod_ips
@@ -176,6 +177,28 @@ def test_b_is_declared_the_winner_and_promoted(
         assert status["observations"] >= counted.count(arm) > 0, (status, counted.count(arm))
     assert b["estimate"] > a["estimate"]
     assert experiment["primary"]["ciLow"] > 0
+    # Units are the distinct users of each arm, counted from every replica's captures (200
+    # users, each in one arm), so the sample-ratio check was enforced on them. B won before
+    # the units were a grace old (34 s here), so the aggregator is asked once they are.
+    assert experiment["unitsAreRequests"] is False and experiment["unitSampleRate"] == 1.0
+    users = {arm: {k for k, arm_, _ in (e.split(":") for e in seen) if arm_ == arm} for arm in "ab"}
+    monitor = admin_rest.get(
+        f"/api/v1/namespaces/{namespace}/pods", labelSelector="app.kubernetes.io/component=monitor"
+    )["items"][0]
+
+    def units() -> dict[str, int] | None:
+        url = f"http://{monitor['status']['podIP']}:8080/live?since={start}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            doc = json.loads(response.read())["experiment"]
+        found = {
+            e["arm"]: e["units"] for e in doc["arms"] if e["version"] == (V1, V2)[e["arm"] == "b"]
+        }
+        return found if doc["complete"] and all(found.get(arm) for arm in "ab") else None
+
+    counted_units = wait_until(units, timeout=90, what="the arms' units a grace old")
+    for arm in "ab":
+        assert 0 < counted_units[arm] <= len(users[arm]), (counted_units, len(users[arm]))
+    assert counted_units["a"] + counted_units["b"] <= 200
     # every answer during the experiment came from the key's arm and that arm's version
     # (after the promotion the plain servers answer without an arm)
     during = [entry.split(":") for entry in seen if entry.split(":")[1] != "None"]

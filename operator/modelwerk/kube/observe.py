@@ -273,9 +273,14 @@ async def _shadow_figures(
     )
     targets = [t for pod in pods if (t := _scrape_target(pod, shadow.stable_version)) is not None]
     try:
-        return await metrics.shadow_figures(targets)
+        figures = await metrics.shadow_figures(targets)
     except SampleError as exc:
         return str(exc)
+    if capture_of(dep) is not None and (monitor := await _monitor(kube, dep)) is not None:
+        pairs = await metrics.shadow_pairs(*monitor, shadow.stable_version, shadow.version)
+        if not isinstance(pairs, str):  # else the pods' own pairs stand in (pairedFrom: process)
+            figures.joined = pairs
+    return figures
 
 
 async def _experiment_figures(

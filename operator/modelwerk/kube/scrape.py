@@ -83,6 +83,18 @@ class MetricsReader:
         pods = [o for o in outcomes if isinstance(o, live.PodCapture)]
         return pods or f"no serving pod answered: {_clip('; '.join(map(str, outcomes)), 900)}"
 
+    async def shadow_pairs(
+        self, ip: str, port: int, stable: str, candidate: str
+    ) -> shadow.JoinedPairs | str:
+        """The aggregator's paired outcomes of the two versions, or why they could not be read."""
+        return await self._get(
+            ip,
+            port,
+            "/live",
+            lambda text: shadow.parse_pairs(json.loads(text), stable, candidate),
+            "paired outcomes",
+        )
+
     async def read_live(self, ip: str, port: int) -> live.LiveReading | str:
         """The aggregator's figures, or why they could not be read."""
         return await self._get(

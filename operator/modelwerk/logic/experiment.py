@@ -255,6 +255,7 @@ def look(
             elapsed_seconds=(now - start).total_seconds(),
             max_duration_seconds=spec.max_duration_seconds,
             units_checked=not figures.units_are_requests,
+            units_distinct=figures.units_distinct,
         )
     )
     arms = [
@@ -274,6 +275,11 @@ def look(
             "guardrails": [_result(g) for g in verdict.guardrails],
             "srm_p_value": verdict.srm.p_value if verdict.srm is not None else None,
             "units_are_requests": figures.units_are_requests,
+            "unit_sample_rate": (
+                figures.joined.unit_rate
+                if figures.joined is not None and figures.units_distinct
+                else None
+            ),
             "last_look_time": now,
             "looks": status.looks + 1,
             "reason": reason,

@@ -28,9 +28,13 @@ A: Labels sent with the key header are forwarded to the key's arm, but are match
    lands on. A serving pod that restarts during the experiment starts its counters from zero,
    so its arm loses what it had counted (and the units may look mismatched).
 
-Q: And either way?
-A: Keyed units are counted as requests, not distinct units (the pods cannot see each other's
-   keys), so the sample-ratio check is advisory for keyed experiments (``units_are_requests``).
+Q: How are units counted?
+A: With capture on, every captured row of an experiment carries its unit (a hash of the key,
+   or a token per keyless request) and the aggregator counts each arm's distinct units since
+   the start from all replicas (hash-sampled at one rate in both arms once there are more than
+   it keeps): the sample-ratio check is an exact binomial test of them, and it is enforced.
+   Without capture the pods count requests (they cannot see each other's keys), which are not
+   units for a keyed experiment: the check is then advisory (``units_are_requests``).
    Guardrails (errors, latency) always come from the pods.
 """
 
@@ -88,12 +92,21 @@ class JoinedArm:
     rewards: float = 0.0
     reward_sum: float = 0.0
     reward_squares: float = 0.0
+    units: float | None = None
+    """Distinct units seen in the arm since the start (kept at ``unit_rate``); None from an
+    aggregator that does not count them."""
 
 
 @dataclass(frozen=True)
 class JoinedFigures:
     a: JoinedArm
     b: JoinedArm
+    unit_rate: float = 1.0
+    """The share of units the distinct counts keep (the same in both arms)."""
+
+    @property
+    def units_counted(self) -> bool:
+        return self.a.units is not None and self.b.units is not None
 
 
 @dataclass(frozen=True)
@@ -106,14 +119,21 @@ class ExperimentFigures:
     """The aggregator's figures per arm, with capture on (they decide the primary metric)."""
 
     def units(self, arm: str) -> float:
+        if self.units_distinct and self.joined is not None:
+            return float((self.joined.a if arm == "a" else self.joined.b).units or 0.0)
         return sum(
             v for side in (self.a, self.b) for (k, _), v in side.assigned.items() if k == arm
         )
 
     @property
+    def units_distinct(self) -> bool:
+        """Units are distinct units counted from the capture."""
+        return self.joined is not None and self.joined.units_counted
+
+    @property
     def units_are_requests(self) -> bool:
         """Keyed requests were counted: units are requests, not distinct keys."""
-        return any(
+        return not self.units_distinct and any(
             v > 0 for side in (self.a, self.b) for (_, keyed), v in side.assigned.items() if keyed
         )
 
@@ -190,8 +210,14 @@ def parse_joined(doc: Any, version_a: str, version_b: str) -> JoinedFigures:
     """
     experiment = doc.get("experiment") if isinstance(doc, dict) else None
     arms = experiment.get("arms") if isinstance(experiment, dict) else None
-    if not isinstance(arms, list):
+    if not isinstance(experiment, dict) or not isinstance(arms, list):
         raise ValueError("no experiment figures (an aggregator older than the operator?)")
+    if experiment.get("complete") is False:
+        raise ValueError("the aggregator is still reading the experiment back from the store")
+    counted = "unitRate" in experiment
+    rate = experiment.get("unitRate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+        raise ValueError(f"unitRate = {rate!r} is not a share")
 
     def arm(version: str, name: str) -> JoinedArm:
         for entry in arms:
@@ -206,7 +232,12 @@ def parse_joined(doc: Any, version_a: str, version_b: str) -> JoinedFigures:
                     if not math.isfinite(value) or value < 0:
                         raise ValueError(f"experiment arm {name}: {key} = {value}")
                     values[field_name] = float(value)
-                return JoinedArm(**values)
-        return JoinedArm()
+                units = entry.get("units", 0) if counted else None
+                if units is not None and (
+                    isinstance(units, bool) or not isinstance(units, int) or units < 0
+                ):
+                    raise ValueError(f"experiment arm {name}: units = {units!r}")
+                return JoinedArm(**values, units=units)
+        return JoinedArm(units=0 if counted else None)
 
-    return JoinedFigures(arm(version_a, "a"), arm(version_b, "b"))
+    return JoinedFigures(arm(version_a, "a"), arm(version_b, "b"), float(rate))

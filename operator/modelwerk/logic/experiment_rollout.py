@@ -26,7 +26,16 @@ def run_experiment(m: _Machine, target: str, spec: Experiment) -> Decision:
     stable = s.stable_version or target
     b_pods = exp.b_replicas(m.n, spec.share_b)
     inp = m.inp
-    tracks_up = settled(m.track(m.active), stable, m.n) and settled(m.track(m.idle), target, b_pods)
+    # Every pod of both colors must carry its arm before counting starts: a pod of the old
+    # template still serving would take units without assigning or capturing them as an arm's,
+    # and the sample-ratio check would see them missing.
+    tracks_up = all(
+        settled(track, version, replicas) and (track is None or track.replicas <= track.updated)
+        for track, version, replicas in (
+            (m.track(m.active), stable, m.n),
+            (m.track(m.idle), target, b_pods),
+        )
+    )
     result = exp.step(
         exp.ExperimentInput(
             spec=spec,

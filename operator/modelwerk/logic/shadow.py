@@ -9,8 +9,12 @@ and labelled pairs. Summed over the stable pods, they give the status and the ch
   near-identical candidate passes and a different one fails on evidence, not on a few rows;
 * latency and absDifference: the histogram quantile against ``max``;
 * errorRate: failed and timed-out copies over all copies sent, against ``max``;
-* McNemar's exact test of the labelled pairs only one side got right (reported, not checked:
-  labels arrive late and on any replica).
+* McNemar's exact test of the labelled pairs only one side got right (reported, not checked).
+  With capture on the pairs come from the aggregator's join (``pairedFrom: capture``): every
+  replica's captures of both versions, paired by request id and row with the labels posted to
+  any replica, over the aggregator's window. Without capture (or while the aggregator cannot
+  be read) they are the stable pods' own counts (``pairedFrom: process``): only labels that
+  reach the process that copied the request, which remembers both answers.
 
 A step's verdict: Failed as soon as a check fails (once ``minRows`` rows are compared), Passed
 once every check passes, Inconclusive when ``maxDurationSeconds`` passes first.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -43,6 +47,50 @@ _VERDICTS: dict[str, Verdict] = {"pass": "Passed", "fail": "Failed", "undecided"
 Action = Literal["start", "run", "pass", "fail", "inconclusive"]
 
 
+@dataclass(frozen=True)
+class JoinedPairs:
+    """The aggregator's paired outcomes of the stable version and the shadow."""
+
+    stable_only: float = 0.0
+    shadow_only: float = 0.0
+    both_right: float = 0.0
+    both_wrong: float = 0.0
+
+
+def parse_pairs(doc: Any, stable: str, shadow: str) -> JoinedPairs:
+    """The pair (``stable``, ``shadow``) from the aggregator's ``/live`` document, in either
+    order; all zeros when no label scored both yet. ``ValueError`` when it is not one.
+
+    >>> doc = {"pairs": [{"first": "v1", "second": "v2", "bothRight": 5, "firstOnly": 1,
+    ...                   "secondOnly": 3, "bothWrong": 0}]}
+    >>> parse_pairs(doc, "v2", "v1")
+    JoinedPairs(stable_only=3.0, shadow_only=1.0, both_right=5.0, both_wrong=0.0)
+    """
+    pairs = doc.get("pairs") if isinstance(doc, dict) else None
+    if not isinstance(pairs, list):
+        raise ValueError("no paired outcomes (an aggregator older than the operator?)")
+    for entry in pairs:
+        if not isinstance(entry, dict):
+            raise ValueError("a pair is not an object")
+        versions = (entry.get("first"), entry.get("second"))
+        if versions not in ((stable, shadow), (shadow, stable)):
+            continue
+        counts = {}
+        for key in ("bothRight", "firstOnly", "secondOnly", "bothWrong"):
+            value = entry.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"pair {versions}: {key} = {value!r}")
+            counts[key] = float(value)
+        first_is_stable = versions[0] == stable
+        return JoinedPairs(
+            stable_only=counts["firstOnly" if first_is_stable else "secondOnly"],
+            shadow_only=counts["secondOnly" if first_is_stable else "firstOnly"],
+            both_right=counts["bothRight"],
+            both_wrong=counts["bothWrong"],
+        )
+    return JoinedPairs()
+
+
 @dataclass
 class ShadowFigures:
     """The stable pods' shadow counters, summed."""
@@ -54,6 +102,8 @@ class ShadowFigures:
     agreed: float = 0.0
     differences: dict[float, float] = field(default_factory=dict)
     paired: dict[str, float] = field(default_factory=dict)
+    joined: JoinedPairs | None = None
+    """The aggregator's paired outcomes (capture on); they replace ``paired``."""
 
     def add(self, other: ShadowFigures) -> None:
         self.pods += other.pods
@@ -165,8 +215,13 @@ def read(
 ) -> ShadowStatus:
     """The status with this reading's figures and verdicts."""
     a = agreement(figures.agreed, figures.compared, CONFIDENCE) if figures.agreed else None
-    stable_only = figures.paired.get("stable_only", 0.0)
-    shadow_only = figures.paired.get("shadow_only", 0.0)
+    if figures.joined is not None:
+        stable_only, shadow_only = figures.joined.stable_only, figures.joined.shadow_only
+        paired_from: str | None = "capture"
+    else:
+        stable_only = figures.paired.get("stable_only", 0.0)
+        shadow_only = figures.paired.get("shadow_only", 0.0)
+        paired_from = "process" if figures.paired else None
     test = mcnemar(int(stable_only), int(shadow_only)) if stable_only + shadow_only else None
     return status.model_copy(
         update={
@@ -183,6 +238,7 @@ def read(
             "stable_only_right": stable_only,
             "shadow_only_right": shadow_only,
             "mcnemar_p_value": test.p_value if test else None,
+            "paired_from": paired_from,
             "checks": [judge(c, figures, min_rows) for c in checks],
         }
     )

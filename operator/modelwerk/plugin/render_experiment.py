@@ -107,5 +107,8 @@ def render_experiment(obj: Mapping[str, Any], now: datetime) -> str:
             if status.get("unitsAreRequests")
             else "broken below 0.001"
         )
+        rate = status.get("unitSampleRate")
+        if isinstance(rate, int | float):
+            note = f"distinct units, {rate:.0%} sampled, {note}"
         lines.append(fields([("Sample ratio", f"p = {_p(status['srmPValue'])} ({note})")], "  "))
     return "\n".join(lines)

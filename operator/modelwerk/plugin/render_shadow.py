@@ -75,7 +75,8 @@ def render_shadow(obj: Mapping[str, Any], now: datetime) -> str:
             (
                 "Labelled",
                 f"only stable right {s.get('stableOnlyRight', 0):,.0f}, only shadow right "
-                f"{s.get('shadowOnlyRight', 0):,.0f} (McNemar p = {_number(s['mcnemarPValue'])})",
+                f"{s.get('shadowOnlyRight', 0):,.0f} (McNemar p = {_number(s['mcnemarPValue'])}"
+                + (f", from {s['pairedFrom']})" if s.get("pairedFrom") else ")"),
             )
         )
     lines = ["Shadow:", fields(pairs, indent="  ")]

@@ -24,7 +24,7 @@ from typing import Literal
 
 from modelwerk.statistics.multiple import benjamini_hochberg
 from modelwerk.statistics.sequential import ArmSummary, msprt, running_p_value
-from modelwerk.statistics.srm import SrmResult, sample_ratio_mismatch
+from modelwerk.statistics.srm import SrmResult, sample_ratio_mismatch, unit_split_test
 
 Better = Literal["higher", "lower"]
 Outcome = Literal[
@@ -82,6 +82,8 @@ class ExperimentLook:
     units_checked: bool = True
     """Whether ``units_a``/``units_b`` are units whose split rule 1 may enforce. Requests of
     sticky keys are not (one heavy user moves them): their SRM is reported, never decisive."""
+    units_distinct: bool = False
+    """The units are distinct units counted from the capture (an exact binomial test)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,11 @@ def evaluate(look: ExperimentLook) -> Verdict:
     primary, *guards = [
         _mark(r, p, look.alpha) for r, p in zip([primary, *guards], adjusted, strict=True)
     ]
-    srm = sample_ratio_mismatch(look.units_a, look.units_b, look.share_b)
+    srm = (
+        unit_split_test(round(look.units_a), round(look.units_b), look.share_b)
+        if look.units_distinct
+        else sample_ratio_mismatch(look.units_a, look.units_b, look.share_b)
+    )
 
     def verdict(outcome: Outcome, reason: str) -> Verdict:
         return Verdict(outcome, reason, primary, guards, srm)
@@ -128,7 +134,7 @@ def evaluate(look: ExperimentLook) -> Verdict:
         return verdict(
             "SampleRatioMismatch",
             f"units split {look.units_a:.0f}/{look.units_b:.0f} where {1 - look.share_b:.0%}/"
-            f"{look.share_b:.0%} was configured (chi-square p = {srm.p_value:.2g} < 0.001): "
+            f"{look.share_b:.0%} was configured ({srm.test} p = {srm.p_value:.2g} < 0.001): "
             "the assignment or the serving of one arm is broken",
         )
     for g, spec in zip(guards, look.guardrails, strict=True):

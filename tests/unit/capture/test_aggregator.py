@@ -60,6 +60,7 @@ def write_predictions(
     ids: list[str],
     pred: list[int],
     arm: str | None = None,
+    units: list[str] | None = None,
 ) -> None:
     encoder = PredictionEncoder(
         model="iris", version=version, track="blue", pod=pod, task="classification",
@@ -79,6 +80,7 @@ def write_predictions(
             x=np.zeros((len(ids), 1)),
             sampled=[False] * len(ids),
             arms=[arm] * len(ids) if arm else None,
+            units=list(units) if units is not None else None,
         )
     )
     writer.close()
@@ -279,3 +281,112 @@ def test_experiment_arms_from_every_pod_since_the_start(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def run_experiment(store: Store, start: float, hours: int) -> None:
+    """An A/B test over ``hours``: every ten minutes each arm serves its sticky users (some
+    come back), and their labels arrive five minutes later through a pod of the other arm."""
+    rng = np.random.default_rng(11)
+    for step in range(hours * 6):
+        t = start + 600 * step + 30
+        for arm, version, accuracy in (("a", "v1", 0.7), ("b", "v2", 0.8)):
+            users = [f"{arm}-user-{u}" for u in rng.integers(0, 400, 20)]
+            ids = [f"{arm}-{step}-{i}" for i in range(20)]
+            write_predictions(store, version, f"pod-{arm}", t, ids, [1] * 20, arm, users)
+            truth = (rng.random(20) < accuracy).astype(int).tolist()
+            write_labels(store, f"pod-{'b' if arm == 'a' else 'a'}", t + 300, ids, truth)
+
+
+def experiment_arms(aggregator: Aggregator, since: float) -> dict[str, tuple[int, int, int]]:
+    doc = aggregator.current().to_json(since)["experiment"]
+    return {a["arm"]: (a["units"], a["matched"], a["correct"]) for a in doc["arms"]}
+
+
+def test_a_restarted_aggregator_reads_an_experiment_back_to_its_start(tmp_path: Path) -> None:
+    """Five hours of an experiment with a one-hour window and horizon: an aggregator that ran
+    all along and one started at the end count the same units and outcomes once the latter
+    was asked about the experiment's start."""
+    store = Store(str(tmp_path))
+    start = NOW - 5 * 3600
+    run_experiment(store, start, 5)
+    clock = Clock(start)
+    live = Aggregator(settings(), store, clock)
+    while clock.t < NOW:
+        clock.t += 600
+        live.tick()
+    expected = experiment_arms(live, start)
+    assert live.current().to_json(start)["experiment"]["complete"]
+    assert expected["a"][1] == expected["b"][1] == 30 * 20  # every label of five hours
+    assert 0 < expected["a"][0] <= 400 and 0 < expected["b"][0] <= 400
+
+    restarted = Aggregator(settings(), store, Clock(NOW))
+    restarted.tick()
+    first = restarted.current().to_json(start)["experiment"]
+    assert not first["complete"], "the first round read only the last two hours"
+    assert experiment_arms(restarted, start) != expected
+    restarted.read_back(start)  # what GET /live?since=<start> does
+    restarted.tick()
+    assert restarted.current().to_json(start)["experiment"]["complete"]
+    assert experiment_arms(restarted, start) == expected
+    # the window's figures are those of the aggregator that ran all along, too
+    assert restarted.current().to_json()["versions"] == live.current().to_json()["versions"]
+    restarted.read_back(start + 60)  # covered already: nothing is read again
+    assert restarted._read_back is None
+    # an experiment older than retention is complete from what retention kept
+    ancient = NOW - 30 * 86400
+    assert not restarted.current().to_json(ancient)["experiment"]["complete"]
+    restarted.read_back(ancient)
+    restarted.tick()
+    assert restarted.current().to_json(ancient)["experiment"]["complete"]
+    assert experiment_arms(restarted, start) == expected
+
+
+def test_units_and_paired_outcomes_over_http(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    ids = [f"r{i}" for i in range(6)]
+    write_predictions(store, "v1", "pod-a", NOW - 600, ids, [1, 1, 1, 0, 0, 1], "a",
+                      ["u1", "u1", "u2", "u3", "u3", "u3"])  # fmt: skip
+    write_predictions(store, "v2", "pod-s", NOW - 600, ids, [1, 0, 1, 1, 0, 1])  # the shadow
+    write_labels(store, "pod-s", NOW - 300, ids, [1] * 6)
+    aggregator = Aggregator(settings(), store, Clock(NOW))
+    aggregator.tick()
+    server = serve(aggregator, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/live"
+    try:
+        with urllib.request.urlopen(f"{base}?since={NOW - 3600}", timeout=5) as response:
+            doc = json.loads(response.read())
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert doc["pairs"] == [
+        {"first": "v1", "second": "v2", "bothRight": 3, "firstOnly": 1, "secondOnly": 1,
+         "bothWrong": 1},
+    ]  # fmt: skip
+    (arm,) = doc["experiment"]["arms"]
+    assert (arm["arm"], arm["units"], arm["matched"]) == ("a", 3, 6)
+    assert doc["experiment"]["unitRate"] == 1.0 and doc["experiment"]["complete"]
+
+
+def test_units_are_counted_once_every_writer_has_flushed_them(tmp_path: Path) -> None:
+    """Writers flush on their own schedules: units first seen within the grace are left out
+    of both arms alike until then, so one arm's later flush cannot fake a mismatch."""
+    store = Store(str(tmp_path))
+    start = NOW - 600
+    write_predictions(store, "v1", "pod-a", start + 10, ["a1", "a2"], [1, 1], "a", ["u1", "u2"])
+    write_predictions(store, "v2", "pod-b", NOW - 30, ["b1"], [1], "b", ["u3"])
+    write_predictions(store, "v1", "pod-a", NOW - 20, ["a3"], [1], "a", ["u1"])  # u1 again
+    clock = Clock(NOW)
+    aggregator = Aggregator(settings(grace_seconds=60), store, clock)
+    aggregator.tick()
+
+    def units() -> dict[str, int]:
+        doc = aggregator.current().to_json(start)["experiment"]
+        return {a["arm"]: a["units"] for a in doc["arms"]}
+
+    assert units() == {"a": 2, "b": 0}  # u3 is 30 s old: within the grace
+    clock.t = NOW + 31
+    aggregator.tick()
+    assert units() == {"a": 2, "b": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -256,3 +257,95 @@ def test_experiment_sums_are_kept_for_keep_seconds_only() -> None:
     assert len(s.experiment_buckets()) == 1
     s.advance(T + 3700)
     assert s.experiment_buckets() == []
+
+
+def test_a_label_scores_the_capture_of_its_request_in_each_version() -> None:
+    """A shadow captures one request in two versions: the label scores both, once each."""
+    s = state()
+    s.add_predictions(captures(["r1", "r2"], ["1", "2"], version="v1"))
+    s.add_labels(labels(["r1", "r2"], ["1", "1"], t=T + 1), now=T + 1)
+    # the shadow's file arrives after the labels matched the primary's
+    s.add_predictions(captures(["r1", "r2"], ["0", "1"], version="v2", t=T))
+    s.add_predictions(captures(["r1"], ["1"], version="v2", t=T + 2))  # r1 again in v2
+    figures, counts = s.figures(T + 2)
+    by = {f.version: (f.matched, f.correct) for f in figures}
+    assert by == {"v1": (2, 1), "v2": (2, 1)}
+    assert (counts.matched, counts.duplicates, counts.pending, counts.unmatched) == (2, 0, 0, 0)
+    s.add_labels(labels(["r1"], ["0"], t=T + 3), now=T + 3)  # a second label: a duplicate
+    figures, counts = s.figures(T + 3)
+    assert {f.version: f.matched for f in figures} == {"v1": 2, "v2": 2}
+    assert counts.duplicates == 1
+
+
+def test_a_matched_label_waits_for_other_versions_up_to_the_horizon_only() -> None:
+    s = state(horizon_seconds=600, window_seconds=3600)
+    s.add_predictions(captures(["r"], ["1"], version="v1"))
+    s.add_labels(labels(["r"], ["1"], t=T + 1), now=T + 1)
+    s.advance(T + 700)  # the label is past the horizon: a late capture no longer joins
+    s.add_predictions(captures(["r"], ["1"], version="v2", t=T + 650))
+    figures, counts = s.figures(T + 700)
+    assert [f.version for f in figures] == ["v1"] and counts.unmatched == 0
+
+
+def test_paired_outcomes_of_two_versions_are_mcnemars_table() -> None:
+    s = state()
+    ids = [f"r{i}" for i in range(8)]
+    truth = ["1"] * 8
+    primary = ["1", "1", "1", "0", "0", "1", "0", "1"]
+    shadow = ["1", "0", "0", "1", "0", "1", "1", "1"]
+    s.add_predictions(captures(ids, primary, version="v1"))
+    s.add_predictions(captures(ids, shadow, version="v2"))
+    s.add_predictions(captures(["only"], ["1"], version="v1"))  # not paired
+    s.add_labels(labels([*ids, "only"], [*truth, "1"], t=T + 5), now=T + 5)
+    (pair,) = s.pairs(T + 5)
+    assert (pair.first, pair.second) == ("v1", "v2")
+    assert (pair.both_right, pair.first_only, pair.second_only, pair.both_wrong) == (3, 2, 2, 1)
+    s.advance(T + 3700)
+    assert s.pairs(T + 3700) == []
+
+
+def unit_captures(
+    units: list[str], arm: str, version: str, t: float = T, start: int = 0
+) -> pa.Table:
+    table = captures(
+        [f"{arm}{start + i}" for i in range(len(units))],
+        ["1"] * len(units),
+        version=version,
+        arm=arm,
+        t=t,
+    )
+    return table.append_column(layout.UNIT, pa.array(units, pa.string()))
+
+
+def test_distinct_units_per_arm_with_their_last_time() -> None:
+    s = state()
+    s.add_predictions(unit_captures(["u1", "u2", "u1", "u3"], "a", "v1", t=T))
+    s.add_predictions(unit_captures(["u4", "u4"], "b", "v2", t=T + 120, start=10))
+    s.add_predictions(unit_captures(["u2"], "a", "v1", t=T + 300, start=20))
+    units = s.units()
+    assert {k: len(v) for k, v in units.items()} == {("v1", "a"): 3, ("v2", "b"): 1}
+    a = units[("v1", "a")]
+    assert int((a["last"] >= T + 200).sum()) == 1  # only u2 came back
+    assert a.loc[a["last"] >= T + 200, "first"].tolist() == [T]
+    assert s.unit_rate == 1.0
+
+
+def test_units_beyond_the_limit_are_sampled_at_one_rate_in_every_arm() -> None:
+    s = state(max_units=5_000)
+    rng = np.random.default_rng(7)
+    keys = [f"user-{i}" for i in range(20_000)]
+    arm_b = rng.random(len(keys)) < 0.3
+    a = [k for k, b in zip(keys, arm_b, strict=True) if not b]
+    b = [k for k, b in zip(keys, arm_b, strict=True) if b]
+    s.add_predictions(unit_captures(a, "a", "v1"))
+    s.add_predictions(unit_captures(b, "b", "v2"))
+    kept = {k: len(v) for k, v in s.units().items()}
+    total = sum(kept.values())
+    assert total <= 5_000 and s.unit_rate < 1.0
+    assert abs(total - 20_000 * s.unit_rate) < 4 * math.sqrt(20_000 * s.unit_rate)
+    assert abs(kept[("v2", "b")] / total - 0.3) < 0.03
+    # each arm keeps exactly its units whose hash is below the one threshold
+    limit = np.uint64(s.unit_counter.threshold)
+    for arm, version, units in (("a", "v1", a), ("b", "v2", b)):
+        hashes = pd.util.hash_array(np.array(units, dtype=object))
+        assert kept[(version, arm)] == int((hashes <= limit).sum())

@@ -60,3 +60,31 @@ def test_a_reader_sees_files_written_into_a_partition_it_listed_before(endpoint:
     with reader.open(f"{partition}/b.parquet") as handle:
         assert handle.read() == b"two"
     assert reader.files("captures/ns/dep/v3") == []
+
+
+def test_a_restarted_aggregator_reads_an_experiment_back_from_the_object_store(
+    endpoint: str,
+) -> None:
+    """The read back of tests/unit/capture/test_aggregator.py, through s3fs: five hours of an
+    experiment, an aggregator that ran all along and one started at the end agree."""
+    from modelwerk.runtime.monitor.aggregator import Aggregator
+
+    from .test_aggregator import NOW, Clock, experiment_arms, run_experiment, settings
+
+    _other_process(endpoint).mkdir("experiments")  # moto keeps buckets across servers
+    start = NOW - 5 * 3600
+    run_experiment(Store("s3://experiments/root", fs=_other_process(endpoint)), start, 5)
+    clock = Clock(start)
+    live = Aggregator(settings(), Store("s3://experiments/root"), clock)
+    while clock.t < NOW:
+        clock.t += 600
+        live.tick()
+    expected = experiment_arms(live, start)
+    assert expected["a"][1] == expected["b"][1] == 600
+    restarted = Aggregator(settings(), Store("s3://experiments/root"), Clock(NOW))
+    restarted.tick()
+    assert not restarted.current().to_json(start)["experiment"]["complete"]
+    restarted.read_back(start)
+    snap = restarted.tick()
+    assert snap.store_error is None and snap.to_json(start)["experiment"]["complete"]
+    assert experiment_arms(restarted, start) == expected

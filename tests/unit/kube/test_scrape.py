@@ -435,6 +435,7 @@ async def test_capture_counters_and_the_aggregators_figures_from_real_servers(
     import threading
 
     from modelwerk.logic.live import LiveReading, PodCapture
+    from modelwerk.logic.shadow import JoinedPairs
     from modelwerk.runtime.capture.store import Store
     from modelwerk.runtime.monitor.aggregator import Aggregator
     from modelwerk.runtime.monitor.http import serve
@@ -461,6 +462,7 @@ async def test_capture_counters_and_the_aggregators_figures_from_real_servers(
     thread.start()
     try:
         reading = await reader.read_live("127.0.3.4", server.server_address[1])
+        pairs = await reader.shadow_pairs("127.0.3.4", server.server_address[1], "v0", "iris-v2")
     finally:
         server.shutdown()
         server.server_close()
@@ -471,6 +473,8 @@ async def test_capture_counters_and_the_aggregators_figures_from_real_servers(
     assert (figure.version, figure.matched, figure.accuracy) == ("iris-v2", 3, expected)
     assert "Cannot connect" in str(await reader.read_live("127.0.3.99", 9))
     assert await reader.capture_counts([]) == "no serving pod to read"
+    assert pairs == JoinedPairs()  # one version only: nothing paired
+    assert "Cannot connect" in str(await reader.shadow_pairs("127.0.3.99", 9, "a", "b"))
 
 
 async def test_experiment_and_shadow_readings_need_every_pod(

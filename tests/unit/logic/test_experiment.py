@@ -371,3 +371,63 @@ def test_label_metrics_other_than_accuracy_need_capture() -> None:
         Deployment.model_validate({**body, "spec": off})
     accuracy = {**spec, "strategy": {"experiment": {}}}
     Deployment.model_validate({**body, "spec": accuracy})
+
+
+def test_distinct_units_from_the_capture_enforce_the_sample_ratio_check() -> None:
+    """A keyed experiment with capture: the aggregator's distinct units replace the pods'
+    keyed requests, and a mismatch in them stops the experiment."""
+    s = sim()
+    running(s)
+    s.now += timedelta(seconds=30)
+    pods = figures(units=(5000, 3000), keyed=True)  # heavy users: requests skew, units do not
+    even = JoinedFigures(JoinedArm(500, 400, units=980), JoinedArm(500, 400, units=1010), 0.5)
+    s.step(figures=ExperimentFigures(pods.a, pods.b, even))
+    exp = s.status.experiment
+    assert exp.decision == "Running" and exp.units_are_requests is False
+    assert [a.units for a in exp.arms] == [980, 1010] and exp.unit_sample_rate == 0.5
+    assert exp.srm_p_value > 0.001
+    s.now += timedelta(seconds=30)
+    skewed = JoinedFigures(JoinedArm(600, 480, units=1200), JoinedArm(500, 400, units=1000), 0.5)
+    s.step(figures=ExperimentFigures(pods.a, pods.b, skewed))
+    assert s.status.phase == "Aborted"
+    assert s.status.experiment.reason.startswith("SampleRatioMismatch")
+    assert "binomial p =" in s.status.experiment.reason
+
+
+def test_joined_units_and_an_incomplete_read_back() -> None:
+    doc = {
+        "experiment": {
+            "complete": True,
+            "unitRate": 0.25,
+            "arms": [{"version": "v1", "arm": "a", "matched": 10, "correct": 7, "units": 40}],
+        }
+    }
+    j = parse_joined(doc, "v1", "v2")
+    assert (j.a.units, j.b.units, j.unit_rate, j.units_counted) == (40, 0, 0.25, True)
+    old = parse_joined({"experiment": {"arms": []}}, "v1", "v2")  # an older aggregator
+    assert not old.units_counted and old.a.units is None
+    for bad, problem in [
+        ({"experiment": {"complete": False, "unitRate": 1.0, "arms": []}}, "reading the exp"),
+        ({"experiment": {"unitRate": 0, "arms": []}}, "unitRate"),
+        ({"experiment": {"unitRate": 1, "arms": [{"version": "v1", "arm": "a", "units": -2}]}},
+         "units"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=problem):
+            parse_joined(bad, "v1", "v2")
+
+
+def test_counting_starts_only_once_no_pod_of_the_old_template_serves() -> None:
+    """A pod of the stable color's old template (no arm yet) still serving would take units
+    that no arm counts: the experiment starts once every pod carries its arm."""
+    from dataclasses import replace as changed
+
+    s = sim()
+    s.step()
+    assert s.status.experiment.decision == "Starting"
+    active = s.status.active_color or "blue"
+    track = s.tracks[active]
+    s.tracks[active] = changed(track, replicas=track.updated + 1)  # one old pod left
+    s.step()
+    assert s.status.experiment.decision == "Starting"
+    s.step()  # the old pod is gone
+    assert s.status.experiment.decision == "Running"

@@ -6,7 +6,9 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from modelwerk.logic.shadow import ShadowFigures
+import pytest
+
+from modelwerk.logic.shadow import JoinedPairs, ShadowFigures, parse_pairs
 
 from .rollout_sim import Sim, deployment, version
 from .test_experiment import env_of
@@ -123,7 +125,35 @@ def test_mcnemar_is_reported() -> None:
     s.step(shadow_figures=readings(50, 50, paired={"stable_only": 3, "shadow_only": 20}))
     shadow = s.status.shadow
     assert (shadow.stable_only_right, shadow.shadow_only_right) == (3, 20)
-    assert shadow.mcnemar_p_value < 0.01
+    assert shadow.mcnemar_p_value < 0.01 and shadow.paired_from == "process"
+
+
+def test_mcnemar_from_the_join_replaces_the_pods_own_pairs() -> None:
+    """With capture the aggregator's pairs (every replica, labels posted anywhere) decide
+    the table; the pods' in-process pairs, a subset, are ignored."""
+    s = canary()
+    mirroring(s)
+    s.now += timedelta(seconds=10)
+    figures = readings(50, 50, paired={"stable_only": 1, "shadow_only": 2})
+    figures.joined = parse_pairs(
+        {"pairs": [{"first": "iris-classifier-v1", "second": "iris-classifier-v2",
+                    "bothRight": 400, "firstOnly": 30, "secondOnly": 8, "bothWrong": 12}]},
+        "iris-classifier-v1",
+        "iris-classifier-v2",
+    )  # fmt: skip
+    s.step(shadow_figures=figures)
+    shadow = s.status.shadow
+    assert (shadow.stable_only_right, shadow.shadow_only_right) == (30, 8)
+    assert shadow.paired_from == "capture" and shadow.mcnemar_p_value < 0.001
+
+
+def test_paired_outcomes_are_read_from_the_aggregators_answer() -> None:
+    doc = {"pairs": [{"first": "a", "second": "b", "firstOnly": 2, "secondOnly": 5}]}
+    assert parse_pairs(doc, "a", "b") == JoinedPairs(stable_only=2, shadow_only=5)
+    assert parse_pairs(doc, "a", "c") == JoinedPairs()  # nothing labelled both yet
+    for bad in ({"versions": []}, {"pairs": [{"first": "a", "second": "b", "firstOnly": -1}]}):
+        with pytest.raises(ValueError):
+            parse_pairs(bad, "a", "b")
 
 
 def test_a_standalone_shadow_mirrors_while_steady_and_yields_to_rollouts() -> None:

@@ -9,10 +9,12 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import pyarrow.dataset as ds
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,6 +27,7 @@ from modelwerk.runtime.server.experiment import (
     ExperimentSettings,
     assign,
     bucket,
+    unit_of,
     wrap,
 )
 from modelwerk.runtime.server.model import LoadedModel, load_model
@@ -332,3 +335,69 @@ async def test_labels_with_the_key_reach_the_arm_that_answered(
         texts = [(await client.get(f"{pod.base}/metrics")).text for pod in (a, b)]
     correct = [metric(t, "modelwerk_model_feedback_total", result="correct") for t in texts]
     assert sum(correct) == 20 and all(c > 0 for c in correct)
+
+
+async def test_every_captured_row_carries_its_unit_whichever_pod_assigned_it(
+    iris: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The aggregator counts distinct units from this column: a keyed request's rows carry
+    the salted hash of its key on either arm's pod (forwards included), a keyless one a
+    token of its own; the key itself is never written."""
+    capture = {
+        "capture": True, "capture_root": str(tmp_path), "namespace": "ml",
+        "deployment": "iris", "capture_flush_seconds": 0.05,
+    }  # fmt: skip
+    port_a, port_b = free_port(), free_port()
+    routers = []
+    for arm, version, peer in (("a", "iris-v1", port_b), ("b", "iris-v2", port_a)):
+        monkeypatch.setenv("MODELWERK_EXPERIMENT_ARM", arm)  # read when capture starts
+        settings = iris.settings(version=version, pod=f"pod-{arm}", **capture)
+        server = create_app(settings, load_model(settings))
+        routers.append((server, arm_app_around(server, arm, peer)))
+    (server_a, router_a), (server_b, router_b) = routers
+    body = v2_matrix(iris.frame.head(2))
+    rng = random.Random(9)
+    sent: dict[str, str | None] = {}
+    async with (
+        serving(router_a, port_a),
+        serving(router_b, port_b),
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        for i in range(60):
+            key = f"user-{i % 15}" if i % 4 else None
+            rid = f"req-{i}"
+            headers = {"x-request-id": rid, **({"x-user-id": key} if key else {})}
+            port = rng.choice((port_a, port_b))
+            r = await client.post(
+                f"http://127.0.0.1:{port}/v2/models/iris/infer", json=body, headers=headers
+            )
+            assert r.status_code == 200, r.text
+            sent[rid] = key
+    for server in (server_a, server_b):
+        await server.shutdown()
+    rows = ds.dataset(tmp_path / "captures", partitioning="hive").to_table().to_pandas()
+    assert len(rows) == 2 * 60
+    for rid, group in rows.groupby("request_id"):
+        key = sent[str(rid)]
+        (unit,) = set(group["unit"])
+        (arm,) = set(group["arm"])
+        if key is not None:
+            assert unit == unit_of(SALT, key) and arm == assign(SALT, key, 0.3)
+        else:
+            assert len(unit) == 16 and int(unit, 16) >= 0
+    keyless = rows[rows["request_id"].map(lambda r: sent[r] is None)]
+    assert keyless["unit"].nunique() == 15  # each keyless request is its own unit
+    assert not rows["unit"].isin([f"user-{i}" for i in range(15)]).any()
+
+
+def arm_app_around(server: Any, arm: str, peer: int) -> ExperimentRouter:
+    settings = ExperimentSettings(
+        arm=arm,  # type: ignore[arg-type]
+        share_b=0.3,
+        salt=SALT,
+        key="header:x-user-id",
+        peer_url=f"http://127.0.0.1:{peer}",
+    )
+    router = wrap(server, settings, chance=random.Random(7).random)
+    assert isinstance(router, ExperimentRouter)
+    return router

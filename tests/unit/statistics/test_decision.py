@@ -137,3 +137,13 @@ def test_infinite_duration_never_ends_by_time() -> None:
         )
     )
     assert verdict.outcome == "Running"
+
+
+def test_distinct_units_are_tested_exactly_and_a_mismatch_stops_the_experiment() -> None:
+    distinct = replace(look(BETTER, units=(1000, 850)), units_distinct=True)
+    verdict = evaluate(distinct)
+    assert verdict.outcome == "SampleRatioMismatch"
+    assert verdict.srm is not None and verdict.srm.test == "binomial"
+    assert "binomial p =" in verdict.reason
+    even = evaluate(replace(look(BETTER, units=(1000, 990)), units_distinct=True))
+    assert even.outcome == "BWins" and even.srm is not None and not even.srm.mismatch

@@ -216,7 +216,11 @@ class ExperimentStatus(ApiModel):
     """Sample-ratio-mismatch p-value of the units (below 0.001: broken)."""
     units_are_requests: bool | None = None
     """True when units were counted as keyed requests (no distinct-unit counts available), in
-    which case a sample-ratio mismatch is reported but does not stop the experiment."""
+    which case a sample-ratio mismatch is reported but does not stop the experiment. False
+    when distinct units were counted from the capture (an exact binomial test, enforced)."""
+    unit_sample_rate: float | None = Field(default=None, gt=0, le=1)
+    """With distinct units from the capture: the share of units counted (1 until the experiment
+    has more units than the aggregator keeps; the same share in both arms)."""
     recommended_sample_per_arm: int | None = None
     """Units per arm at which the test has 80 % power for the minimum detectable effect, from
     arm A's current figures."""

@@ -141,5 +141,9 @@ class ShadowStatus(ApiModel):
     """Labelled rows only the candidate got right."""
     mcnemar_p_value: float | None = None
     """McNemar's exact test of the two counts above."""
+    paired_from: Literal["capture", "process"] | None = None
+    """Where the paired counts come from: ``capture``, the aggregator's join of every
+    replica's captures of both versions with the labels (over its window), or ``process``, the
+    stable pods' own counts of the labels that reached the process that copied the request."""
     checks: list[ShadowCheckResult] = Field(default_factory=list, max_length=8)
     """The checks' verdicts."""

@@ -12,7 +12,7 @@ joined on ``request_id`` + ``row``. :mod:`.reader` reads a time range back, e.g.
 ``read_labelled(Store("s3://bucket/prefix"), "ml", "iris", start, end)``.
 """
 
-from modelwerk.runtime.capture.figures import LabelCounts, VersionFigures
+from modelwerk.runtime.capture.figures import LabelCounts, PairedFigures, VersionFigures
 from modelwerk.runtime.capture.join import JoinState
 from modelwerk.runtime.capture.reader import (
     read_captures,
@@ -34,6 +34,7 @@ __all__ = [
     "LabelBatch",
     "LabelCounts",
     "Observer",
+    "PairedFigures",
     "PartitionedWriter",
     "PredictionBatch",
     "PredictionEncoder",

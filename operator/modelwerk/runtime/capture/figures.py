@@ -63,6 +63,23 @@ class LabelCounts:
         return self.matched + self.unmatched + self.pending + self.duplicates
 
 
+@dataclass(frozen=True)
+class PairedFigures:
+    """Labels of the window that scored two versions' captures of the same row (a shadow's
+    paired outcome): which of the two was right. McNemar's test uses the two ``*_only``."""
+
+    first: str
+    second: str
+    both_right: int = 0
+    first_only: int = 0
+    second_only: int = 0
+    both_wrong: int = 0
+
+    @property
+    def pairs(self) -> int:
+        return self.both_right + self.first_only + self.second_only + self.both_wrong
+
+
 BUCKET_SECONDS = 60.0
 """An experiment's sums are kept per minute of the prediction."""
 SUMS = (

@@ -7,40 +7,30 @@ The aggregator (``modelwerk monitor``) feeds it what appears in the store; a res
 aggregator feeds it the store's recent partitions again and arrives at the same figures.
 
 Q: What is a match, and what is counted once?
-A: A label row and a prediction row with the same request id and row number. Each prediction
-   takes at most one label: a second label for it counts as a duplicate and changes nothing.
-   A request id captured twice (a client reusing its ids) joins its earliest capture.
+A: A label row and a prediction row with the same request id and row number, once per model
+   version: during a shadow (or anything else that captures one request in two versions) the
+   label scores the capture of each version, and each version's figures count it once. A
+   second label for a row counts as a duplicate and changes nothing. A request id captured
+   twice in one version (a client reusing its ids) joins one of those captures.
 
-Q: Which labels count as unmatched?
-A: Those whose prediction is not found ``grace_seconds`` after the label was seen. A label
-   may be seen before its prediction's file (each writer flushes on its own schedule), so it
-   waits that long first. Predictions stay joinable for ``horizon_seconds`` after they were
-   made; a label for an older, unknown or never-captured request ends up unmatched. Never an
-   error.
+Q: How does a label find a version whose capture comes after it matched another?
+A: A label is held for ``horizon_seconds`` after it arrived, matched or not, and every new
+   capture is matched against the held labels too. It counts as unmatched only when no version
+   matched it within ``grace_seconds``.
 
-Q: Why hashes rather than the ids themselves?
-A: Memory. The state holds every prediction of the horizon; a 64-bit hash of (request id, row)
-   is 8 bytes where the id string is 60 or more. Two different rows share a hash with
-   probability about n²/2⁶⁵ (10⁻⁶ for ten million rows in the horizon).
+Q: What do the versions' paired outcomes give?
+A: A label that scored two versions says which of them was right on the same row: the
+   paired counts (:meth:`JoinState.pairs`) are McNemar's table for a shadow, from every
+   replica's captures rather than one process's memory.
 
-Q: Which time does the window use?
-A: The label's: a figure over the last hour covers the labels posted in that hour, whenever
-   their predictions were made (but within the horizon).
-
-Q: And an experiment, which runs longer than any window?
-A: Its test needs every observation since it began, so the outcomes of predictions captured
-   with an experiment arm are also added up, never expiring with the window, per (version,
-   arm) and minute of the *prediction*: :meth:`JoinState.experiment_buckets`, summed from an
-   experiment's start by :func:`~modelwerk.runtime.capture.figures.totals_since`. A few
-   numbers per minute and arm, kept for ``keep_seconds`` (the store's retention). What the
-   state does not hold after an aggregator restart (outcomes whose labels came before the
-   first round's look back) is not counted again: the figures restart from the window.
+Q: And distinct units?
+A: Captures of a keyed experiment carry a hash of the unit's key (``unit``): the state counts
+   each arm's distinct units with :class:`~modelwerk.runtime.capture.units.UnitCounter`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,85 +43,13 @@ from modelwerk.runtime.capture.figures import (
     SUMS,
     ArmBuckets,
     LabelCounts,
+    PairedFigures,
     VersionFigures,
 )
+from modelwerk.runtime.capture.held import Chunk, Labels, Outcomes, row_keys
+from modelwerk.runtime.capture.pairs import paired
 from modelwerk.runtime.capture.records import class_text
-
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
-def row_keys(request_ids: Any, rows: Any) -> np.ndarray:
-    """64-bit keys of (request id, row) pairs."""
-    ids = pd.util.hash_array(np.asarray(request_ids, dtype=object))
-    with np.errstate(over="ignore"):
-        keys: np.ndarray = ids ^ ((np.asarray(rows, dtype=np.uint64) + np.uint64(1)) * _MIX)
-    return keys
-
-
-@dataclass
-class _Chunk:
-    keys: np.ndarray  # uint64, sorted
-    group: np.ndarray  # int32 codes of (version, arm)
-    code: np.ndarray  # int64 class codes; -1 for regression rows
-    value: np.ndarray  # float64 predicted values; NaN for classes
-    time: np.ndarray  # float64 seconds
-    labelled: np.ndarray  # bool
-
-    @property
-    def newest(self) -> float:
-        return float(self.time.max()) if len(self.time) else -math.inf
-
-
-@dataclass
-class _Labels:
-    keys: np.ndarray
-    code: np.ndarray  # class codes of the label; -1 when none
-    value: np.ndarray  # the label as a number; NaN when none or not numeric
-    has_label: np.ndarray  # bool
-    reward: np.ndarray  # NaN when none
-    time: np.ndarray  # label time
-    seen: np.ndarray  # when the join first saw it
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def take(self, mask: np.ndarray) -> _Labels:
-        return _Labels(*(getattr(self, f)[mask] for f in _LABEL_FIELDS))
-
-    @staticmethod
-    def concat(parts: list[_Labels]) -> _Labels:
-        return _Labels(*(np.concatenate([getattr(p, f) for p in parts]) for f in _LABEL_FIELDS))
-
-
-_LABEL_FIELDS = ("keys", "code", "value", "has_label", "reward", "time", "seen")
-
-
-@dataclass
-class _Outcomes:
-    group: list[np.ndarray] = field(default_factory=list)
-    time: list[np.ndarray] = field(default_factory=list)
-    has_label: list[np.ndarray] = field(default_factory=list)
-    correct: list[np.ndarray] = field(default_factory=list)
-    error: list[np.ndarray] = field(default_factory=list)
-    reward: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, **arrays: np.ndarray) -> None:
-        for name, values in arrays.items():
-            getattr(self, name).append(values)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            name: np.concatenate(parts) if parts else np.empty(0)
-            for name, parts in vars(self).items()
-        }
-
-    def keep(self, mask_of: Any) -> None:
-        data = self.arrays()
-        if not len(data["time"]):
-            return
-        mask = mask_of(data["time"])
-        for name, values in data.items():
-            setattr(self, name, [values[mask]])
+from modelwerk.runtime.capture.units import UnitCounter
 
 
 class JoinState:
@@ -147,24 +65,30 @@ class JoinState:
         grace_seconds: float,
         max_rows: int = 5_000_000,
         keep_seconds: float = 31 * 86400,
+        max_units: int = 1_000_000,
     ) -> None:
         self.window = window_seconds
         self.keep = keep_seconds
         self.horizon = horizon_seconds
         self.grace = grace_seconds
         self.max_rows = max_rows
-        self._chunks: list[_Chunk] = []
-        self._pending: _Labels | None = None
-        self._outcomes = _Outcomes()
+        self._chunks: list[Chunk] = []
+        self._held: Labels | None = None
+        """First labels of the horizon: waiting for a first version, or for more versions."""
+        self._outcomes = Outcomes()
+        self._matched: list[np.ndarray] = []
+        """Label times of labels that scored at least one version."""
         self._unmatched: list[np.ndarray] = []
         self._duplicates: list[np.ndarray] = []
         self._classes: dict[str, int] = {}
         self._groups: dict[tuple[str, str | None], int] = {}
+        self._versions: dict[str, int] = {}
         self._tasks: dict[int, str] = {}
         self._armed: set[int] = set()
         """Group codes with an experiment arm."""
         self._buckets: dict[tuple[int, int], np.ndarray] = {}
         """(group, minute of the prediction) -> the sums named in ``SUMS``."""
+        self.unit_counter = UnitCounter(max_units)
         self.forgotten_rows = 0
 
     # ------------------------------------------------------------ input
@@ -187,17 +111,20 @@ class JoinState:
             code = np.full(len(keys), -1, dtype=np.int64)
             value = np.asarray(predictions, dtype=np.float64)
         order = np.argsort(keys, kind="stable")
-        chunk = _Chunk(
+        times = _seconds(table)
+        chunk = Chunk(
             keys=keys[order],
             group=group[order],
+            version=self._version_bits(group)[order],
             code=code[order],
             value=value[order],
-            time=_seconds(table)[order],
+            time=times[order],
             labelled=np.zeros(len(keys), dtype=bool),
         )
         self._chunks.append(chunk)
-        if self._pending is not None and len(self._pending):
-            self._pending = self._match(self._pending, [chunk])
+        if self._held is not None and len(self._held):
+            self._match(self._held, [chunk])
+        self._add_units(table, group, times)
         self._bound_rows()
 
     def add_labels(self, table: pa.Table, now: float) -> None:
@@ -220,35 +147,44 @@ class JoinState:
             if layout.REWARD in table.column_names
             else np.full(n, np.nan)
         )
-        new = _Labels(keys, code, value, has_label, reward, _seconds(table), np.full(n, now))
-        # One label per row: the first wins, later ones (in this batch or already waiting)
-        # are duplicates.
+        new = Labels(
+            keys, code, value, has_label, reward, _seconds(table), np.full(n, now),
+            np.zeros(n, dtype=np.uint64),
+        )  # fmt: skip
+        # One label per row: the first wins, later ones (in this batch or already held) are
+        # duplicates.
         first = ~pd.Series(keys).duplicated().to_numpy()
-        if self._pending is not None and len(self._pending):
-            first &= ~np.isin(keys, self._pending.keys)
+        if self._held is not None and len(self._held):
+            first &= ~np.isin(keys, self._held.keys)
         if (~first).any():
             self._duplicates.append(new.time[~first])
-        waiting = self._match(new.take(first), self._chunks)
-        self._pending = (
-            waiting if self._pending is None else _Labels.concat([self._pending, waiting])
-        )
+        fresh = new.take(first)
+        self._match(fresh, self._chunks)
+        self._held = fresh if self._held is None else Labels.concat([self._held, fresh])
 
     def advance(self, now: float) -> None:
         """Labels still unmatched after the grace period become unmatched; predictions older
         than the horizon and outcomes older than the window are forgotten."""
-        if self._pending is not None and len(self._pending):
-            expired = self._pending.seen < now - self.grace
-            if expired.any():
-                self._unmatched.append(self._pending.time[expired])
-                self._pending = self._pending.take(~expired)
         oldest = now - self.horizon
+        held = self._held
+        if held is not None and len(held):
+            waiting = held.versions == 0
+            expired = waiting & (held.seen < now - self.grace)
+            if expired.any():
+                self._unmatched.append(held.time[expired])
+            # A label that scored a version waits for other versions' captures as long as a
+            # prediction stays joinable.
+            self._held = held.take(~expired & (waiting | (held.time >= oldest)))
         self._chunks = [c for c in self._chunks if c.newest >= oldest]
         start = now - self.window
         self._outcomes.keep(lambda t: t >= start)
+        self._matched = _recent(self._matched, start)
         self._unmatched = _recent(self._unmatched, start)
         self._duplicates = _recent(self._duplicates, start)
         first = math.floor((now - self.keep) / BUCKET_SECONDS)
         self._buckets = {k: v for k, v in self._buckets.items() if k[1] >= first}
+        forget = now - self.keep
+        self.unit_counter.forget_before(forget)
 
     # ------------------------------------------------------------ output
     def figures(self, now: float) -> tuple[list[VersionFigures], LabelCounts]:
@@ -283,11 +219,13 @@ class JoinState:
                     reward_squares=float((reward[rewarded] ** 2).sum()),
                 )
             )
-        pending = self._pending
+        held = self._held
         counts = LabelCounts(
-            matched=int(inside.sum()),
+            matched=_count_since(self._matched, start),
             unmatched=_count_since(self._unmatched, start),
-            pending=int((pending.time >= start).sum()) if pending is not None else 0,
+            pending=(
+                int(((held.time >= start) & (held.versions == 0)).sum()) if held is not None else 0
+            ),
             duplicates=_count_since(self._duplicates, start),
         )
         return out, counts
@@ -303,32 +241,68 @@ class JoinState:
             for code, minutes in sorted(by_group.items())
         ]
 
+    def pairs(self, now: float) -> list[PairedFigures]:
+        """For each two classification versions: the window's labels that scored both, by
+        which of them was right (McNemar's table). Versions in name order."""
+        data = self._outcomes.arrays()
+        if not len(data["time"]):
+            return []
+        names = {code: key for key, code in self._groups.items()}
+        group = data["group"].astype(np.int64)
+        lookup = np.array(
+            [self._tasks.get(code) == "classification" for code in range(len(self._groups))]
+        )
+        classified = lookup[group]
+        inside = (data["time"] >= now - self.window) & data["has_label"].astype(bool) & classified
+        version_of = np.array([names[c][0] for c in range(len(names))], dtype=object)
+        return paired(
+            data["key"][inside], version_of[group[inside]], data["correct"][inside].astype(bool)
+        )
+
+    @property
+    def unit_rate(self) -> float:
+        """The share of units the distinct-unit counts keep."""
+        return self.unit_counter.rate
+
+    def units(self) -> dict[tuple[str, str], pd.DataFrame]:
+        """Per (version, arm): the kept units' ``first`` and ``last`` times (frames the state
+        never changes in place, so the caller may keep them)."""
+        names = {code: key for key, code in self._groups.items()}
+        return {
+            (names[g][0], names[g][1] or ""): u for g, u in self.unit_counter.by_group().items()
+        }
+
     # ------------------------------------------------------------ internals
-    def _match(self, labels: _Labels, chunks: list[_Chunk]) -> _Labels:
-        """Match ``labels`` against ``chunks``; what stays unmatched is returned."""
-        left = np.ones(len(labels), dtype=bool)
+    def _match(self, labels: Labels, chunks: list[Chunk]) -> None:
+        """Match ``labels`` against ``chunks``: each label scores each version's capture of
+        its row once (``labels.versions`` records which, in place)."""
         for chunk in chunks:
-            if not left.any():
-                break
-            if not len(chunk.keys):
+            if not len(chunk.keys) or not len(labels):
                 continue
             pos = np.searchsorted(chunk.keys, labels.keys)
             pos_c = np.minimum(pos, len(chunk.keys) - 1)
-            hit = left & (pos < len(chunk.keys)) & (chunk.keys[pos_c] == labels.keys)
+            hit = (pos < len(chunk.keys)) & (chunk.keys[pos_c] == labels.keys)
             if not hit.any():
                 continue
-            at = pos_c[hit]
+            idx = np.flatnonzero(hit)
+            at = pos_c[idx]
+            # The row already took a label: one that is no longer held (past the horizon).
             again = chunk.labelled[at]
             if again.any():
-                self._duplicates.append(labels.time[hit][again])
-            fresh_idx = np.flatnonzero(hit)[~again]
-            rows = at[~again]
-            chunk.labelled[rows] = True
-            self._outcome(chunk, rows, labels.take(fresh_idx))
-            left[hit] = False
-        return labels.take(left)
+                self._duplicates.append(labels.time[idx[again]])
+            idx, at = idx[~again], at[~again]
+            # A version this label already scored (the request captured twice in it).
+            fresh = (labels.versions[idx] & chunk.version[at]) == 0
+            idx, at = idx[fresh], at[fresh]
+            if not len(idx):
+                continue
+            first = labels.versions[idx] == 0
+            self._matched.append(labels.time[idx[first]])
+            labels.versions[idx] |= chunk.version[at]
+            chunk.labelled[at] = True
+            self._outcome(chunk, at, labels.take(idx))
 
-    def _outcome(self, chunk: _Chunk, rows: np.ndarray, labels: _Labels) -> None:
+    def _outcome(self, chunk: Chunk, rows: np.ndarray, labels: Labels) -> None:
         group = chunk.group[rows]
         is_class = chunk.code[rows] >= 0
         correct = is_class & (chunk.code[rows] == labels.code)
@@ -338,6 +312,7 @@ class JoinState:
         if (~usable).any():
             self._unmatched.append(labels.time[~usable])
         self._outcomes.add(
+            key=labels.keys[usable],
             group=group[usable],
             time=labels.time[usable],
             has_label=labels.has_label[usable],
@@ -411,6 +386,22 @@ class JoinState:
             lookup.append(code)
         groups: np.ndarray = np.asarray(lookup, dtype=np.int32)[codes]
         return groups
+
+    def _version_bits(self, group: np.ndarray) -> np.ndarray:
+        lookup = np.zeros(len(self._groups), dtype=np.uint64)
+        for (version, _), code in self._groups.items():
+            bit = self._versions.setdefault(version, len(self._versions)) % 64
+            lookup[code] = np.uint64(1 << bit)
+        out: np.ndarray = lookup[group]
+        return out
+
+    def _add_units(self, table: pa.Table, group: np.ndarray, times: np.ndarray) -> None:
+        if layout.UNIT not in table.column_names or not self._armed:
+            return
+        units = np.asarray(_column(table, layout.UNIT), dtype=object)
+        armed = np.isin(group, np.fromiter(self._armed, dtype=np.int64))
+        if armed.any():
+            self.unit_counter.add(units[armed], group[armed], times[armed])
 
     def _bound_rows(self) -> None:
         total = self.rows

@@ -124,6 +124,8 @@ def serve(aggregator: Aggregator, host: str, port: int) -> ThreadingHTTPServer:
                 except ValueError as exc:
                     self._send(400, json.dumps({"error": str(exc)}).encode())
                     return
+                if since is not None:
+                    aggregator.read_back(since)
                 self._send(200, json.dumps(aggregator.current().to_json(since)).encode())
             elif path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)

@@ -33,6 +33,9 @@ class MonitorSettings(BaseSettings):
     """Captures and labels older than this many days are deleted."""
     max_rows: int = Field(default=5_000_000, ge=1000)
     """Predictions held for the join at most (8 bytes of key and about 30 more per row)."""
+    max_units: int = Field(default=1_000_000, ge=1000)
+    """Distinct experiment units kept at most; beyond, units are kept by a hash at one rate in
+    every arm (the sample-ratio test stays exact, on fewer units)."""
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

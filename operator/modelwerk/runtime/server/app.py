@@ -35,7 +35,7 @@ import orjson
 from modelwerk import __version__
 from modelwerk.runtime.profile import NumericProfile
 from modelwerk.runtime.server import traffic
-from modelwerk.runtime.server.asgi import ASGIApp
+from modelwerk.runtime.server.asgi import UNIT_SCOPE, ASGIApp
 from modelwerk.runtime.server.batcher import BatcherClosed, MicroBatcher
 from modelwerk.runtime.server.codec import (
     RequestError,
@@ -70,6 +70,8 @@ class Job:
     x: np.ndarray
     probabilities: bool
     request_id: str = ""
+    unit: str | None = None
+    """The experiment unit (a hash of its key) the router assigned, captured with the rows."""
 
 
 Result = tuple[np.ndarray, np.ndarray | None]
@@ -154,7 +156,11 @@ class ModelServer:
             self.drift.observe(x)
         if capture is not None:
             ids = [j.request_id for j in jobs]
-            capture.predicted(time.time(), ids, [len(j.x) for j in jobs], x, pred, proba)
+            units = [j.unit for j in jobs]
+            capture.predicted(
+                time.time(), ids, [len(j.x) for j in jobs], x, pred, proba,
+                units if any(units) else None,
+            )  # fmt: skip
         results: list[Result] = []
         start = 0
         for job in jobs:
@@ -350,6 +356,7 @@ class ModelServer:
             # cost): unique across pods and restarts, so captures and labels join on them.
             rid = rid or os.urandom(16).hex()
             job.request_id = rid
+            job.unit = scope.get(UNIT_SCOPE)
             try:
                 pred, proba = await batcher.submit(job)
             except (ValueError, TypeError) as exc:

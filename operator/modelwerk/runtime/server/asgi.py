@@ -16,6 +16,11 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNIT_SCOPE = "modelwerk.unit"
+"""The ASGI scope key under which the experiment router hands a request's unit (a hash of
+its key) to the server, which captures it with the rows."""
+
 M = TypeVar("M")
 
 

@@ -184,8 +184,10 @@ class ServerCapture:
         x: np.ndarray,
         prediction: np.ndarray,
         probabilities: np.ndarray | None,
+        units: Sequence[str | None] | None = None,
     ) -> None:
-        """Record one predict call (runs in the batcher's thread)."""
+        """Record one predict call (runs in the batcher's thread); ``units`` are the
+        experiment units of the requests (None outside experiments)."""
         rate = self.input_rate
         sampled = [rate >= 1.0 or self._random.random() < rate for _ in request_ids]
         self.predictions.offer(
@@ -198,6 +200,7 @@ class ServerCapture:
                 x=x if any(sampled) else None,
                 sampled=sampled,
                 arms=[self.arm] * len(request_ids) if self.arm else None,
+                units=list(units) if units is not None and self.arm else None,
             )
         )
 

@@ -29,6 +29,14 @@ A: One hop at most: the forwarded request carries ``x-modelwerk-forwarded: <arm>
    Only the unversioned inference paths are routed; ``/versions/<v>/infer`` asks for a version
    and gets it (or a 404) as always.
 
+Q: How are units counted?
+A: Every request the router assigns carries its unit to the server (the ASGI scope's
+   ``modelwerk.unit``; a forward carries it in ``x-modelwerk-unit``), and with capture on the
+   server writes it with the rows: ``unit_of(salt, key)``, a 64-bit BLAKE2b hash of the salted
+   key (the key itself, a user id, is never stored), or a random token for a keyless request
+   (its own unit). The aggregator counts the distinct units of each arm from every replica's
+   captures, so the sample-ratio check counts units, not requests.
+
 Feedback sent with the key header is forwarded the same way, to the arm whose pods answered
 the key's requests (they remember the predictions it labels).
 
@@ -55,6 +63,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelwerk.runtime.server.asgi import (
+    UNIT_SCOPE,
     ASGIApp,
     Message,
     Middleware,
@@ -75,6 +84,7 @@ Arm = Literal["a", "b"]
 
 ENV_PREFIX = "MODELWERK_EXPERIMENT_"
 FORWARDED = b"x-modelwerk-forwarded"
+UNIT_HEADER = b"x-modelwerk-unit"
 ARM_HEADER = b"x-modelwerk-arm"
 VERSION_HEADER = b"x-modelwerk-model-version"
 MAX_KEY_LENGTH = 256
@@ -118,6 +128,27 @@ def bucket(salt: str, key: str) -> float:
     """
     digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def unit_of(salt: str, key: str) -> str:
+    """The unit a key stands for, as captured: 16 hex digits of a BLAKE2b hash of the salted
+    key, personalised so that it shares nothing with the assignment's SHA-256 bucket (the
+    aggregator samples units by a hash of this; a sample that followed the arm would bias it).
+
+    >>> unit_of("exp-1", "user-42") != unit_of("exp-2", "user-42"), len(unit_of("s", "k"))
+    (True, 16)
+    """
+    digest = hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8, person=b"modelwerk-unit")
+    return digest.hexdigest()
+
+
+def _unit_header(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == UNIT_HEADER:
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 32 and all(c in "0123456789abcdef" for c in text):
+                return text
+    return None
 
 
 def assign(salt: str, key: str, share_b: float) -> Arm:
@@ -224,6 +255,9 @@ class ExperimentRouter(Middleware[ExperimentMetrics]):
         forwarded = next((v for k, v in headers if k == FORWARDED), None)
         if forwarded is not None:
             via = "forwarded" if forwarded.decode("latin-1") == s.arm else "misrouted"
+            unit = _unit_header(headers)
+            if unit is not None:
+                scope = {**scope, UNIT_SCOPE: unit}
             await self._serve(scope, receive, send, metrics, via)
             return
         key = self._header_key(headers) if self._header is not None else None
@@ -236,8 +270,11 @@ class ExperimentRouter(Middleware[ExperimentMetrics]):
             receive = replay(body, receive)
         if key is not None:
             arm = assign(s.salt, key, s.share_b)
+            unit = unit_of(s.salt, key)
         else:
             arm = "b" if self._chance() < s.share_b else "a"
+            unit = os.urandom(8).hex()
+        scope = {**scope, UNIT_SCOPE: unit}
         keyed = "true" if key is not None else "false"
         metrics.assignments.labels(metrics.version, arm, keyed).inc()
         if arm == s.arm:
@@ -312,6 +349,8 @@ class ExperimentRouter(Middleware[ExperimentMetrics]):
             if k in (b"content-type", b"x-request-id") or k == self._header
         }
         headers[FORWARDED.decode()] = arm
+        if scope.get(UNIT_SCOPE):
+            headers[UNIT_HEADER.decode()] = scope[UNIT_SCOPE]
         started = time.perf_counter()
         try:
             async with session.post(s.peer_url + path, data=body, headers=headers) as resp:
