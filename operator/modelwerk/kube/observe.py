@@ -96,6 +96,7 @@ async def observe_training(
                 version=int(spec.get("version", 0)),
                 run=labels.get(RUN_LABEL),
                 training_job=labels.get(TRAINING_JOB_LABEL),
+                sha256=(spec.get("artifact") or {}).get("sha256"),
             )
         )
     return ObservedTraining(

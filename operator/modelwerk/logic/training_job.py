@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelwerk.api.conditions import ConditionStatus
 from modelwerk.api.v1alpha1.model_version import Artifact, Lineage, ModelVersionSpec
 from modelwerk.api.v1alpha1.search import search_plan
 from modelwerk.api.v1alpha1.training_job import TrainingJob
@@ -221,6 +222,10 @@ def _finished(
         events = () if tj.status.phase == "Succeeded" else (Event("Normal", "Registered", message),)
         return Plan(status=new, events=events)
 
+    same = [v for v in observed.versions if v.model == model and v.sha256 == result.artifact.sha256]
+    if same:
+        first = min(same, key=lambda v: v.version)
+        return _already_registered(tj, first, result.artifact.sha256, common, extra, now=now)
     version = max((v.version for v in observed.versions if v.model == model), default=0) + 1
     dataset = observed.dataset
     spec = ModelVersionSpec(
@@ -268,3 +273,35 @@ def _finished(
         requeue_after=REGISTRATION_RETRY_SECONDS,
         events=warnings,
     )
+
+
+def _already_registered(
+    tj: TrainingJob,
+    duplicate: RegisteredVersion,
+    sha: str,
+    common: dict[str, Any],
+    extra: list[tuple[str, ConditionStatus, str]],
+    *,
+    now: datetime,
+) -> Plan:
+    """Identical data and spec give identical bytes: a second ModelVersion of the same
+    artifact would only be a new number for the same model (and a rollout of nothing)."""
+    message = (
+        f"AlreadyRegistered: the model is byte-identical (sha256 {sha[:12]}) to "
+        f"{duplicate.name}; no ModelVersion was registered"
+    )
+    new = training_status(
+        tj,
+        now=now,
+        phase="Succeeded",
+        ready="True",
+        reason="AlreadyRegistered",
+        message=message,
+        conditions=[(GATES_PASSED, "True", "GatesPassed"), *extra],
+        model_version=duplicate.name,
+        **common,
+    )
+    events = (
+        () if tj.status.phase == "Succeeded" else (Event("Normal", "AlreadyRegistered", message),)
+    )
+    return Plan(status=new, events=events)

@@ -40,6 +40,8 @@ class RegisteredVersion:
     version: int
     run: str | None
     training_job: str | None
+    sha256: str | None = None
+    """sha256 of its artifact: identical bytes are never registered twice."""
 
 
 @dataclass(frozen=True)
