@@ -17,7 +17,7 @@ from modelwerk.builders.serving import DEPLOYMENT_LABEL, SERVER_PORT, TRACK_LABE
 from modelwerk.builders.training_job import RUN_LABEL, TRAINING_JOB_LABEL
 from modelwerk.kube import resources
 from modelwerk.kube.client import Kube
-from modelwerk.kube.observe_retraining import observe_retraining
+from modelwerk.kube.observe_retraining import observe_champion, observe_retraining
 from modelwerk.kube.scrape import MetricsReader, SampleError
 from modelwerk.logic.compatibility import Refusal, refusal_of
 from modelwerk.logic.dataset import ObservedDataset
@@ -104,6 +104,7 @@ async def observe_training(
         jobs=await observe_jobs(kube, "TrainingJob", meta.namespace, meta.name),
         versions=versions,
         artifact_pvc_exists=await artifact_pvc_exists(kube, meta.namespace, artifact_pvc),
+        champion=await observe_champion(kube, tj),
     )
 
 

@@ -1,5 +1,5 @@
-"""Reads what the retraining decision needs: the runs a Deployment started, its template and
-the template's Dataset."""
+"""Reads what retraining needs: the runs a Deployment started, its template and the
+template's Dataset; and the champion a TrainingJob's model must beat."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from modelwerk.builders.retraining import (
 )
 from modelwerk.kube import resources
 from modelwerk.kube.client import Kube
+from modelwerk.logic.champion import ChampionTarget
 from modelwerk.logic.retraining import RetrainingInput, RetrainingRun
 
 
@@ -62,3 +63,25 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+async def observe_champion(kube: Kube, tj: TrainingJob) -> ChampionTarget | str | None:
+    """spec.champion resolved to a ModelVersion's artifact; a string says why it cannot be,
+    None that there is none (the Deployment serves nothing yet)."""
+    gate, namespace = tj.spec.champion, tj.metadata.namespace
+    if gate is None:
+        return None
+    name = gate.model_version
+    if gate.deployment is not None:
+        dep = await kube.get(resources.DEPLOYMENTS, namespace, gate.deployment)
+        if dep is None:
+            return f"Deployment {gate.deployment} (spec.champion.deployment) not found"
+        name = (dep.get("status") or {}).get("stableVersion")
+        if not name:
+            return None
+    assert name is not None
+    mv = await kube.get(resources.MODEL_VERSIONS, namespace, name)
+    artifact = ((mv or {}).get("spec") or {}).get("artifact") or {}
+    if not artifact.get("uri") or not artifact.get("sha256"):
+        return f"ModelVersion {name} (the champion) not found"
+    return ChampionTarget(version=name, uri=artifact["uri"], sha256=artifact["sha256"])

@@ -26,6 +26,7 @@ from modelwerk.builders.training_job import (
     training_job_name,
 )
 from modelwerk.builders.workload import WorkloadConfig
+from modelwerk.logic.champion import CHAMPION_BEATEN, judge
 from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.training_byo import decide_trainer
@@ -180,24 +181,43 @@ def _finished(
         warnings = (
             Event("Warning", tracked[2], f"Run not fully tracked: {result.tracking_error}"),
         )
-    failing = [g for g in gates if not g.passed]
-    if failing:
-        reasons = "; ".join(
-            f"{g.metric} {'missing' if g.value is None else f'{g.value:.4g}'} is not {g.operator} {g.threshold:g}"
-            for g in failing
+    champion, beaten = judge(tj, result)
+    common["champion"] = champion
+    if champion is not None and champion.version is not None:
+        extra.append(
+            (CHAMPION_BEATEN, "True", "ChampionBeaten")
+            if beaten is None
+            else (CHAMPION_BEATEN, "False", "ChampionNotBeaten")
         )
+    failing = [g for g in gates if not g.passed]
+    if failing or beaten:
+        reasons = "; ".join(
+            [
+                *(
+                    f"{g.metric} {'missing' if g.value is None else f'{g.value:.4g}'} is not {g.operator} {g.threshold:g}"
+                    for g in failing
+                ),
+                *([beaten] if beaten else []),
+            ]
+        )
+        why = "GatesFailed" if failing else "ChampionNotBeaten"
         message = f"Rejected: {reasons}; no ModelVersion was registered"
         new = training_status(
             tj,
             now=now,
             phase="Rejected",
             ready="False",
-            reason="GatesFailed",
+            reason=why,
             message=message,
-            conditions=[(GATES_PASSED, "False", "GatesFailed"), *extra],
+            conditions=[
+                (GATES_PASSED, "False", "GatesFailed")
+                if failing
+                else (GATES_PASSED, "True", "GatesPassed"),
+                *extra,
+            ],
             **common,
         )
-        return Plan(status=new, events=(Event("Warning", "GatesFailed", message), *warnings))
+        return Plan(status=new, events=(Event("Warning", why, message), *warnings))
 
     model = tj.spec.model.name
     mine = [
@@ -255,6 +275,7 @@ def _finished(
         robustness=result.robustness,
         environment=result.environment,
         tracking=result.tracking,
+        champion=champion,
     )
     name = model_version_name(model, version)
     new = training_status(
