@@ -45,6 +45,9 @@ RETRAINING = "Retraining"
 FINISHED = ("Succeeded", "Failed", "Rejected")
 SCHEDULE_HORIZON_SECONDS = 3600.0
 """Longest wait before the schedule is looked at again (a cron time far away)."""
+RECHECK_SECONDS = 60.0
+"""How often a Deployment with a retraining policy looks again without an event: a new
+Dataset version or a finished run is not an event on the Deployment."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def decide_retraining(
     )
     unseen = current is not None and current not in seen_versions(dep, inp, versions)
     firings = fired(dep, policy, drifting, live, dataset, unseen, now)
-    decision = RetrainingDecision(status=status)
+    decision = RetrainingDecision(status=status, requeue_after=RECHECK_SECONDS)
     if policy.triggers.schedule is not None:
         due = _schedule_due(dep, policy, now)
         start = _schedule_start(dep)
@@ -210,7 +213,7 @@ def decide_retraining(
             status = status.model_copy(update={"schedule_time": now})
         anchor = due or start or now
         wait = (parse_cron(policy.triggers.schedule, anchor) - now).total_seconds()
-        decision.requeue_after = min(max(wait, 1.0), SCHEDULE_HORIZON_SECONDS)
+        decision.requeue_after = min(max(wait, 1.0), SCHEDULE_HORIZON_SECONDS, RECHECK_SECONDS)
     decision.status = status
     in_flight = [r for r in inp.runs if r.phase not in FINISHED]
     if not firings:
