@@ -267,7 +267,6 @@ def test_retraining_waits_for_new_data_then_runs_once_and_the_champion_gate_reje
         assert _condition(waiting, "DriftDetected")["status"] == "True"
         assert waiting["drift"]["score"] > 0.5 and waiting["drift"]["feature"] in COLUMNS
         message = _condition(waiting, "Retraining")["message"]
-        print(f"Retraining condition: {message}")
         assert message.startswith("drift persists") and "waiting for new labelled data" in message
         held = waiting["retraining"]["lastSuppressed"]
         assert (held["trigger"], held["suppressed"]) == ("drift", "WaitingForNewData")
@@ -324,7 +323,6 @@ def test_retraining_waits_for_new_data_then_runs_once_and_the_champion_gate_reje
     assert 0 < verdict["champion"] <= 1 and 0 < verdict["challenger"] <= 1
     assert verdict["holdoutRows"] == 45  # the template holds out 25 % of the 180 rows
     message = rejected["message"]
-    print(f"retraining run: {message}")
     assert f"{verdict['challenger']:.4g}" in message and f"{verdict['champion']:.4g}" in message
     assert "does not beat champion iris-classifier-v1" in message
     assert admin_rest.get_or_none(f"{GROUP}/namespaces/{namespace}/modelversions/{V2}") is None, (
