@@ -249,15 +249,11 @@ def decide_retraining(
     decision.started = name
     message = (
         f"Started TrainingJob {name} ({first.trigger}: {first.reason}) on Dataset "
-        f"{policy_dataset(inp)} version {current[7:19]}"
+        f"{inp.template.spec.dataset_ref.name} version {current[7:19]}"
     )
     decision.condition = ("True", "Started", message)
     decision.events.append(Event("Normal", "Retraining", message))
     return decision
-
-
-def policy_dataset(inp: RetrainingInput) -> str:
-    return inp.template.spec.dataset_ref.name if inp.template is not None else "?"
 
 
 def _running(run: RetrainingRun, status: RetrainingStatus) -> tuple[ConditionStatus, str, str]:
