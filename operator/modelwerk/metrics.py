@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from modelwerk.api.v1alpha1 import Deployment, ModelVersion, TrainingJob
     from modelwerk.api.v1alpha1.production import CaptureStatus, LiveMetrics
+    from modelwerk.api.v1alpha1.retraining import RetrainingStatus
     from modelwerk.logic.plan import Plan
 
 # *_created series double the series count and no dashboard reads them.
@@ -320,8 +321,20 @@ DRIFT_DETECTED = Counter(
 )
 RETRAINING_RUNS = Counter(
     "modelwerk_retraining_runs",
-    "Retraining TrainingJobs started because of drift.",
+    "Retraining TrainingJobs started, by Deployment.",
     ["namespace", "deployment"],
+    registry=REGISTRY,
+)
+RETRAINING_TRIGGERED = Counter(
+    "modelwerk_retraining_triggered",
+    "Retraining runs started, by the trigger that started them.",
+    ["trigger"],
+    registry=REGISTRY,
+)
+RETRAINING_SUPPRESSED = Counter(
+    "modelwerk_retraining_suppressed",
+    "Triggers held back, by why (counted when a trigger starts being held back).",
+    ["reason"],
     registry=REGISTRY,
 )
 
@@ -354,6 +367,17 @@ def record_rollout(dep: Deployment, plan: Plan) -> None:
     if now is not None and now.status == "True" and (was is None or was.status != "True"):
         DRIFT_DETECTED.labels(ns, name).inc()
     RETRAINING_RUNS.labels(ns, name).inc(sum(c.get("kind") == "TrainingJob" for c in plan.create))
+    _record_retraining(old.retraining, new.retraining)
+
+
+def _record_retraining(old: RetrainingStatus | None, new: RetrainingStatus | None) -> None:
+    if new is None:
+        return
+    if new.last_run is not None and (old is None or old.last_run != new.last_run):
+        RETRAINING_TRIGGERED.labels(new.last_run.trigger).inc()
+    held = new.last_suppressed
+    if held is not None and held.suppressed and (old is None or old.last_suppressed != held):
+        RETRAINING_SUPPRESSED.labels(held.suppressed).inc()
 
 
 def forget_deployment(namespace: str, name: str) -> None:

@@ -1,4 +1,4 @@
-"""Analysis and drift with real model servers: the stand-in node runs each serving pod's real
+"""Analysis, drift and retraining with real model servers: the stand-in node runs each serving pod's real
 command (``modelwerk serve`` on the artifact the real trainer wrote) on its own loopback pod IP,
 and the operator reads the pods' real ``/metrics``.
 
@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import pandas as pd
 
 from tests.cluster.kopfrun import InProcessOperator
 from tests.cluster.node import StandInNode
@@ -193,7 +195,25 @@ def test_a_canary_whose_analysis_fails_rolls_back_with_all_traffic_on_stable(
     )
 
 
-def test_drift_above_threshold_starts_exactly_one_retraining_run(
+def _more_iris(node: StandInNode, namespace: str) -> str:
+    """A second version of the iris data on the artifact volume: iris and 30 more labelled
+    rows (iris' own, slightly moved), as if labelled production rows had been added."""
+    from modelwerk.runtime.data.load import load_builtin
+
+    frame = load_builtin("iris")
+    extra = frame.sample(30, random_state=7).copy()
+    extra[COLUMNS] = (extra[COLUMNS] * 1.02).round(2)
+    directory = node.claims_dir / namespace / "modelwerk-artifacts" / "data"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "iris-more.csv").write_text(pd.concat([frame, extra]).to_csv(index=False))
+    return "pvc://modelwerk-artifacts/data/iris-more.csv"
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+
+
+def test_retraining_waits_for_new_data_then_runs_once_and_the_champion_gate_rejects(
     admin_rest: Rest, namespace: str, operator: InProcessOperator, node: StandInNode
 ) -> None:
     _chain(admin_rest, node, namespace)
@@ -206,61 +226,118 @@ def test_drift_above_threshold_starts_exactly_one_retraining_run(
             # iris' profile has 150 rows, noisy enough itself that PSI 0.2 needs about 1500
             # live rows per window before noise stays under it: a window of 100 never does
             "drift": {"method": "psi", "threshold": 0.2, "window": 100, "intervalSeconds": 5},
-            "retraining": {"trainingJobRef": {"name": "iris-rf"}, "minIntervalSeconds": 3600},
+            "retraining": {
+                "trainingJobRef": {"name": "iris-rf"},
+                "minIntervalSeconds": 3600,
+                # no model beats the served one by 50 accuracy points: the gate must reject
+                "gate": {"margin": 0.5},
+            },
         },
     )
     wait_for_status(
         admin_rest, path, lambda s: s.get("phase") == "Healthy", timeout=120, what="v1 served"
     )
-
-    def drift_condition(status: dict[str, Any]) -> dict[str, Any]:
-        conditions = status.get("conditions", [])
-        return next((c for c in conditions if c["type"] == "DriftDetected"), {})
-
     told = wait_for_status(
         admin_rest,
         path,
-        lambda s: drift_condition(s).get("reason") == "WindowTooSmall",
+        lambda s: _condition(s, "DriftDetected").get("reason") == "WindowTooSmall",
         timeout=60,
         what="DriftDetected saying the window is too small",
     )
-    assert drift_condition(told)["status"] == "Unknown"
-    assert "the window holds 100" in drift_condition(told)["message"]
+    assert _condition(told, "DriftDetected")["status"] == "Unknown"
+    assert "the window holds 100" in _condition(told, "DriftDetected")["message"]
     # A threshold and window the profile supports (about 160 rows); the pods restart with them.
     admin_rest.merge_patch(
         path, {"spec": {"monitoring": {"drift": {"threshold": 0.5, "window": 200}}}}
     )
+    runs_url = f"{GROUP}/namespaces/{namespace}/trainingjobs"
 
-    def drift(status: dict[str, Any]) -> bool:
-        return drift_condition(status).get("status") == "True"
+    def runs() -> list[dict[str, Any]]:
+        return admin_rest.get(runs_url, labelSelector="modelwerk.dev/retraining-for=iris")["items"]
 
     with _traffic(admin_rest, namespace, "blue", DRIFTED):
-        current = wait_for_status(admin_rest, path, drift, timeout=120, what="DriftDetected")
-        assert current["drift"]["score"] > 0.5 and current["drift"]["feature"] in COLUMNS
-        # Drift stays high for several more intervals: still exactly one run.
+        # 1. Drift on the data v1 was trained on: nothing starts, the Deployment says why.
+        waiting = wait_for_status(
+            admin_rest,
+            path,
+            lambda s: _condition(s, "Retraining").get("reason") == "WaitingForNewData",
+            timeout=120,
+            what="Retraining=False WaitingForNewData",
+        )
+        assert _condition(waiting, "DriftDetected")["status"] == "True"
+        assert waiting["drift"]["score"] > 0.5 and waiting["drift"]["feature"] in COLUMNS
+        message = _condition(waiting, "Retraining")["message"]
+        assert message.startswith("drift persists") and "waiting for new labelled data" in message
+        held = waiting["retraining"]["lastSuppressed"]
+        assert (held["trigger"], held["suppressed"]) == ("drift", "WaitingForNewData")
         wait_until(
             lambda: (
                 admin_rest.get(path)["status"]["drift"]["measuredTime"]
-                > current["drift"]["measuredTime"]
+                > waiting["drift"]["measuredTime"]
             ),
             timeout=30,
             what="another drift reading",
         )
-    runs = admin_rest.get(
-        f"{GROUP}/namespaces/{namespace}/trainingjobs",
-        labelSelector="modelwerk.dev/retraining-for=iris",
-    )["items"]
-    assert [r["metadata"]["name"] for r in runs] == ["iris-retrain-1"]
-    assert runs[0]["spec"]["estimator"] == FAST["estimator"]
-    # The run trains and registers v2, which the Deployment (following the model) rolls out.
+        assert runs() == []
+
+        # 2. A new Dataset version: exactly one run, recorded with its trigger.
+        dataset_path = f"{GROUP}/namespaces/{namespace}/datasets/iris"
+        old = admin_rest.get(dataset_path)["status"]["version"]
+        admin_rest.merge_patch(
+            dataset_path,
+            {"spec": {"source": {"builtin": None, "uri": _more_iris(node, namespace)}}},
+        )
+        new = wait_until(
+            lambda: (
+                (s := admin_rest.get(dataset_path).get("status", {})).get("phase") == "Ready"
+                and s.get("version") not in (None, old)
+                and s["version"]
+            ),
+            timeout=120,
+            what="the new Dataset version",
+        )
+        wait_until(lambda: runs(), timeout=60, what="a retraining run")
+    (run,) = runs()
+    meta = run["metadata"]
+    assert meta["name"] == "iris-retrain-1"
+    assert meta["labels"]["modelwerk.dev/retraining-trigger"] == "drift"
+    assert meta["annotations"]["modelwerk.dev/retraining-dataset-version"] == new
+    assert "PSI" in meta["annotations"]["modelwerk.dev/retraining-reason"]
+    assert run["spec"]["champion"]["deployment"] == "iris"
+    last = admin_rest.get(path)["status"]["retraining"]["lastRun"]
+    assert (last["trigger"], last["trainingJob"], last["datasetVersion"]) == (
+        "drift",
+        "iris-retrain-1",
+        new,
+    )
+
+    # 3. The challenger does not beat the served version by the margin: Rejected, both figures.
+    rejected = wait_until(
+        lambda: phase_is(admin_rest, namespace, "trainingjobs", "iris-retrain-1", "Rejected"),
+        timeout=300,
+        what="the retraining run rejected by the champion gate",
+    )
+    assert rejected["datasetVersion"] == new and rejected["championVersion"] == V1
+    verdict = rejected["champion"]
+    assert verdict["version"] == V1 and verdict["passed"] is False
+    assert 0 < verdict["champion"] <= 1 and 0 < verdict["challenger"] <= 1
+    assert verdict["holdoutRows"] == 45  # the template holds out 25 % of the 180 rows
+    message = rejected["message"]
+    assert f"{verdict['challenger']:.4g}" in message and f"{verdict['champion']:.4g}" in message
+    assert "does not beat champion iris-classifier-v1" in message
+    assert admin_rest.get_or_none(f"{GROUP}/namespaces/{namespace}/modelversions/{V2}") is None, (
+        "a rejected challenger registers nothing"
+    )
+    # The new version has been trained on now: still one run, waiting for newer data.
     wait_for_status(
         admin_rest,
         path,
-        lambda s: s.get("stableVersion") == V2,
-        timeout=300,
-        what="the retrained v2 served",
+        lambda s: _condition(s, "Retraining").get("reason") == "WaitingForNewData",
+        timeout=120,
+        what="waiting for newer data",
     )
+    assert len(runs()) == 1
     events = admin_rest.get(
         f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=iris"
     )["items"]
-    assert {"DriftDetected", "Retraining"} <= {e["reason"] for e in events}
+    assert {"DriftDetected", "Retraining", "RetrainingSuppressed"} <= {e["reason"] for e in events}

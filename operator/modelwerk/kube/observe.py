@@ -13,16 +13,16 @@ from modelwerk.api.v1alpha1.deployment import MetricSample
 from modelwerk.builders.artifact_store import STORE_CONFIGMAP
 from modelwerk.builders.labels import OWNER_KIND, OWNER_NAME
 from modelwerk.builders.monitor import MONITOR_LABEL, MONITOR_PORT, capture_of, monitor_name
-from modelwerk.builders.retraining import NUMBER_ANNOTATION, RETRAINING_LABEL
 from modelwerk.builders.serving import DEPLOYMENT_LABEL, SERVER_PORT, TRACK_LABEL, VERSION_LABEL
 from modelwerk.builders.training_job import RUN_LABEL, TRAINING_JOB_LABEL
 from modelwerk.kube import resources
 from modelwerk.kube.client import Kube
+from modelwerk.kube.observe_retraining import observe_champion, observe_retraining
 from modelwerk.kube.scrape import MetricsReader, SampleError
 from modelwerk.logic.compatibility import Refusal, refusal_of
 from modelwerk.logic.dataset import ObservedDataset
 from modelwerk.logic.deployment import ObservedDeployment
-from modelwerk.logic.drift import DriftInput, RetrainingRun, wants_drift_sample
+from modelwerk.logic.drift import DriftInput, wants_drift_sample
 from modelwerk.logic.experiment import look_due
 from modelwerk.logic.experiment_figures import ExperimentFigures
 from modelwerk.logic.jobs import JobOutcome, job_outcome
@@ -102,6 +102,7 @@ async def observe_training(
                 version=int(spec.get("version", 0)),
                 run=labels.get(RUN_LABEL),
                 training_job=labels.get(TRAINING_JOB_LABEL),
+                sha256=(spec.get("artifact") or {}).get("sha256"),
             )
         )
     return ObservedTraining(
@@ -109,6 +110,7 @@ async def observe_training(
         jobs=await observe_jobs(kube, "TrainingJob", meta.namespace, meta.name),
         versions=versions,
         artifact_pvc_exists=await artifact_pvc_exists(kube, meta.namespace, artifact_pvc),
+        champion=await observe_champion(kube, tj),
     )
 
 
@@ -212,6 +214,7 @@ async def observe_deployment(
         service_ips=service_ips,
         sample=sample,
         drift=await _observe_drift(kube, metrics, dep, now),
+        retraining=await observe_retraining(kube, dep),
         route=route,
         refusals=refusals,
         live=live,
@@ -376,36 +379,9 @@ async def _observe_drift(
     monitoring = dep.spec.monitoring
     if monitoring is None or monitoring.drift is None:
         return DriftInput()
-    meta = dep.metadata
-    runs = [
-        RetrainingRun(
-            name=body["metadata"]["name"],
-            phase=(body.get("status") or {}).get("phase"),
-            number=_int(body["metadata"].get("annotations", {}).get(NUMBER_ANNOTATION)),
-        )
-        for body in await kube.list(
-            resources.TRAINING_JOBS, meta.namespace, labels={RETRAINING_LABEL: meta.name}
-        )
-    ]
-    template = None
-    if monitoring.retraining is not None:
-        body = await kube.get(
-            resources.TRAINING_JOBS, meta.namespace, monitoring.retraining.training_job_ref.name
-        )
-        try:
-            template = TrainingJob.from_k8s(body) if body else None
-        except ValidationError:
-            template = None
     sample = None
     stable = dep.status.stable_version
     if wants_drift_sample(dep, now) and stable is not None:
         color = dep.status.active_color or "blue"
         sample = await sample_color(kube, metrics, dep, color, stable, now)
-    return DriftInput(sample=sample, runs=runs, template=template)
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
+    return DriftInput(sample=sample)

@@ -1,8 +1,8 @@
 """Decisions for modelwerk Deployments: which version to serve, how it rolls out, what is
 monitored.
 
-The rollout itself is the state machine in ``logic.rollout``; the closed loop (drift,
-retraining) is ``logic.drift``. This module resolves the target version, runs both, and turns
+The rollout itself is the state machine in ``logic.rollout``; the closed loop is
+``logic.drift``, ``logic.live`` and ``logic.retraining``. This module resolves the target version, runs both, and turns
 the outcome into children, a status and events.
 """
 
@@ -44,6 +44,13 @@ from modelwerk.logic.drift import DRIFT_DETECTED, DriftDecision, DriftInput, dec
 from modelwerk.logic.experiment_figures import ExperimentFigures
 from modelwerk.logic.live import CAPTURE_DEGRADED, LiveDecision, LiveInput, decide_live
 from modelwerk.logic.plan import ObjectKey, Plan
+from modelwerk.logic.retraining import (
+    RETRAINING,
+    RetrainingDecision,
+    RetrainingInput,
+    decide_retraining,
+    drift_message,
+)
 from modelwerk.logic.rollout import (
     Decision,
     RolloutInput,
@@ -74,6 +81,8 @@ class ObservedDeployment:
     sample: MetricSample | str | None = None
     """Metrics of the idle color's pods, when an analysis needs them."""
     drift: DriftInput = field(default_factory=DriftInput)
+    retraining: RetrainingInput = field(default_factory=RetrainingInput)
+    """The runs, template and Dataset of the retraining policy, when there is one."""
     route: dict[str, Any] | None = None
     """The HTTPRoute named in trafficRouting, when it exists."""
     refusals: list[Refusal] = field(default_factory=list)
@@ -146,6 +155,14 @@ def reconcile_deployment(
     state = decision.state
     drift = decide_drift(dep, observed.drift, now)
     live = decide_live(dep, observed.live, now)
+    retraining = decide_retraining(
+        dep,
+        observed.retraining,
+        observed.versions,
+        drifting=drift_message(dep, drift.condition),
+        live=live.live,
+        now=now,
+    )
     apply, delete = _children(dep, observed, decision, config)
 
     phase, ready, status_reason, message = (
@@ -154,7 +171,12 @@ def reconcile_deployment(
         decision.reason,
         decision.message,
     )
-    requeue = _earliest(decision.requeue_after, drift.requeue_after, live.requeue_after)
+    requeue = _earliest(
+        decision.requeue_after,
+        drift.requeue_after,
+        live.requeue_after,
+        retraining.requeue_after,
+    )
     conditions = decision.conditions
     if target is None and state.stable_version is None:
         phase, ready, status_reason, message = "Progressing", "False", reason, why
@@ -194,6 +216,7 @@ def reconcile_deployment(
         drift=drift.drift,
     )
     status = _with_drift_condition(status, drift, meta.generation, now)
+    status = _with_retraining(status, retraining, meta.generation, now)
     status = with_incompatibility(status, observed.refusals, generation=meta.generation, now=now)
     if any(t.ready < t.replicas for t in observed.tracks.values()):
         requeue = _earliest(requeue, RECHECK_SECONDS)
@@ -203,8 +226,8 @@ def reconcile_deployment(
         apply=tuple(apply),
         delete=tuple(delete),
         patch=route.patches(dep, decision),
-        create=tuple(drift.create),
-        events=(*decision.events, *drift.events, *live.events),
+        create=tuple(retraining.create),
+        events=(*decision.events, *drift.events, *live.events, *retraining.events),
         requeue_after=requeue,
     )
 
@@ -359,6 +382,29 @@ def _with_drift_condition(
         status.conditions, DRIFT_DETECTED, state, reason, message, now=now, generation=generation
     )
     return status.model_copy(update={"conditions": conditions})
+
+
+def _with_retraining(
+    status: DeploymentStatus, retraining: RetrainingDecision, generation: int, now: datetime
+) -> DeploymentStatus:
+    conditions = status.conditions
+    if retraining.condition is not None:
+        state, reason, message = retraining.condition
+        conditions = set_condition(
+            conditions, RETRAINING, state, reason, message, now=now, generation=generation
+        )
+    elif any(c.type == RETRAINING for c in conditions):
+        conditions = [c for c in conditions if c.type != RETRAINING]
+    drift = status.drift
+    run = retraining.status.last_run if retraining.status else None
+    if retraining.started and run is not None and drift is not None:
+        # kept for clients that read status.drift (kubectl modelwerk before status.retraining)
+        drift = drift.model_copy(
+            update={"last_retraining_job": run.training_job, "last_retraining_time": run.time}
+        )
+    return status.model_copy(
+        update={"conditions": conditions, "retraining": retraining.status, "drift": drift}
+    )
 
 
 def _with_live(

@@ -1,11 +1,8 @@
-"""The closed loop: drift of the stable version's live inputs, and retraining when it drifts.
+"""Drift of the stable version's live inputs.
 
 The serving pods compute per-feature drift over their recent window; the operator reads the
-highest score every ``monitoring.drift.intervalSeconds``, sets ``DriftDetected`` and, with a
-retraining policy, starts a TrainingJob from the referenced template. At most one retraining
-run is in flight per Deployment and two runs are at least ``minIntervalSeconds`` apart; the run's
-name is derived from the runs that exist, so a restart between creating it and recording it in
-the status cannot start a second one.
+highest score every ``monitoring.drift.intervalSeconds`` and sets ``DriftDetected``. Drift is
+one of the triggers of retraining (``logic.retraining``), which decides whether a run starts.
 
 A pod reports a feature's score only once its window holds enough rows that sampling noise
 stays below the threshold (the server derives the count from the feature's bins, see
@@ -18,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from modelwerk.api.conditions import ConditionStatus, get_condition
 from modelwerk.api.v1alpha1.deployment import (
@@ -28,20 +24,10 @@ from modelwerk.api.v1alpha1.deployment import (
     DriftWindow,
     MetricSample,
 )
-from modelwerk.api.v1alpha1.training_job import TrainingJob
-from modelwerk.builders.retraining import build_retraining_job, retraining_name
 from modelwerk.builders.serving import drift_threshold
 from modelwerk.logic.plan import Event
 
 DRIFT_DETECTED = "DriftDetected"
-FINISHED = ("Succeeded", "Failed", "Rejected")
-
-
-@dataclass(frozen=True)
-class RetrainingRun:
-    name: str
-    phase: str | None
-    number: int
 
 
 @dataclass(frozen=True)
@@ -49,10 +35,6 @@ class DriftInput:
     sample: MetricSample | str | None = None
     """Metrics of the stable version's pods, when ``wants_drift_sample`` asked (a string: why
     they could not be read)."""
-    runs: list[RetrainingRun] = field(default_factory=list)
-    """TrainingJobs this Deployment started."""
-    template: TrainingJob | None = None
-    """The retraining template, when the policy names one that exists."""
 
 
 @dataclass
@@ -61,11 +43,9 @@ class DriftDecision:
     condition: tuple[ConditionStatus, str, str] | None = None
     """DriftDetected status, reason and message; None leaves the condition as it is."""
     events: list[Event] = field(default_factory=list)
-    create: list[dict[str, Any]] = field(default_factory=list)
     requeue_after: float | None = None
     detected: bool = False
     """Drift crossed the threshold in this decision (for the metric)."""
-    retrained: bool = False
 
 
 def wants_drift_sample(dep: Deployment, now: datetime) -> bool:
@@ -120,7 +100,6 @@ def decide_drift(dep: Deployment, inp: DriftInput, now: datetime) -> DriftDecisi
         decision.events.append(
             Event("Warning", "DriftDetected", f"Drift of the live inputs: {text}")
         )
-    _retrain(dep, inp, now, decision)
     return decision
 
 
@@ -166,38 +145,3 @@ def _waiting(
         f"Waiting for live inputs: {window.rows} of the {window.needed} rows a window needs "
         f"before {drift.method.upper()} can be compared with {drift.threshold:g}"
     )
-
-
-def _retrain(dep: Deployment, inp: DriftInput, now: datetime, decision: DriftDecision) -> None:
-    monitoring = dep.spec.monitoring
-    policy = monitoring.retraining if monitoring else None
-    if policy is None or decision.drift is None:
-        return
-    in_flight = [r.name for r in inp.runs if r.phase not in FINISHED]
-    if in_flight:
-        return
-    last = decision.drift.last_retraining_time
-    if last is not None:
-        allowed = last + timedelta(seconds=policy.min_interval_seconds)
-        if now < allowed:
-            decision.requeue_after = min(
-                decision.requeue_after or 3600.0, (allowed - now).total_seconds()
-            )
-            return
-    if inp.template is None:
-        decision.events.append(
-            Event(
-                "Warning",
-                "RetrainingTemplateMissing",
-                f"TrainingJob {policy.training_job_ref.name} (the retraining template) not found",
-            )
-        )
-        return
-    number = max((r.number for r in inp.runs), default=0) + 1
-    name = retraining_name(dep, number)
-    decision.create.append(build_retraining_job(dep, inp.template, number))
-    decision.drift = decision.drift.model_copy(
-        update={"last_retraining_job": name, "last_retraining_time": now}
-    )
-    decision.retrained = True
-    decision.events.append(Event("Normal", "Retraining", f"Started TrainingJob {name}"))

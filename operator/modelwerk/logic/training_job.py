@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelwerk.api.conditions import ConditionStatus
 from modelwerk.api.v1alpha1.model_version import Artifact, Lineage, ModelVersionSpec
 from modelwerk.api.v1alpha1.search import search_plan
 from modelwerk.api.v1alpha1.training_job import TrainingJob
@@ -26,6 +27,7 @@ from modelwerk.builders.training_job import (
 )
 from modelwerk.builders.workload import WorkloadConfig
 from modelwerk.logic.dataset_versions import pin_dataset
+from modelwerk.logic.champion import CHAMPION_BEATEN, judge
 from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.training_byo import decide_trainer
@@ -192,24 +194,43 @@ def _finished(
         warnings = (
             Event("Warning", tracked[2], f"Run not fully tracked: {result.tracking_error}"),
         )
-    failing = [g for g in gates if not g.passed]
-    if failing:
-        reasons = "; ".join(
-            f"{g.metric} {'missing' if g.value is None else f'{g.value:.4g}'} is not {g.operator} {g.threshold:g}"
-            for g in failing
+    champion, beaten = judge(tj, result)
+    common["champion"] = champion
+    if champion is not None and champion.version is not None:
+        extra.append(
+            (CHAMPION_BEATEN, "True", "ChampionBeaten")
+            if beaten is None
+            else (CHAMPION_BEATEN, "False", "ChampionNotBeaten")
         )
+    failing = [g for g in gates if not g.passed]
+    if failing or beaten:
+        reasons = "; ".join(
+            [
+                *(
+                    f"{g.metric} {'missing' if g.value is None else f'{g.value:.4g}'} is not {g.operator} {g.threshold:g}"
+                    for g in failing
+                ),
+                *([beaten] if beaten else []),
+            ]
+        )
+        why = "GatesFailed" if failing else "ChampionNotBeaten"
         message = f"Rejected: {reasons}; no ModelVersion was registered"
         new = training_status(
             tj,
             now=now,
             phase="Rejected",
             ready="False",
-            reason="GatesFailed",
+            reason=why,
             message=message,
-            conditions=[(GATES_PASSED, "False", "GatesFailed"), *extra],
+            conditions=[
+                (GATES_PASSED, "False", "GatesFailed")
+                if failing
+                else (GATES_PASSED, "True", "GatesPassed"),
+                *extra,
+            ],
             **common,
         )
-        return Plan(status=new, events=(Event("Warning", "GatesFailed", message), *warnings))
+        return Plan(status=new, events=(Event("Warning", why, message), *warnings))
 
     model = tj.spec.model.name
     mine = [
@@ -234,6 +255,10 @@ def _finished(
         events = () if tj.status.phase == "Succeeded" else (Event("Normal", "Registered", message),)
         return Plan(status=new, events=events)
 
+    same = [v for v in observed.versions if v.model == model and v.sha256 == result.artifact.sha256]
+    if same:
+        first = min(same, key=lambda v: v.version)
+        return _already_registered(tj, first, result.artifact.sha256, common, extra, now=now)
     version = max((v.version for v in observed.versions if v.model == model), default=0) + 1
     dataset = observed.dataset
     spec = ModelVersionSpec(
@@ -265,6 +290,7 @@ def _finished(
         robustness=result.robustness,
         environment=result.environment,
         tracking=result.tracking,
+        champion=champion,
     )
     name = model_version_name(model, version)
     new = training_status(
@@ -283,3 +309,35 @@ def _finished(
         requeue_after=REGISTRATION_RETRY_SECONDS,
         events=warnings,
     )
+
+
+def _already_registered(
+    tj: TrainingJob,
+    duplicate: RegisteredVersion,
+    sha: str,
+    common: dict[str, Any],
+    extra: list[tuple[str, ConditionStatus, str]],
+    *,
+    now: datetime,
+) -> Plan:
+    """Identical data and spec give identical bytes: a second ModelVersion of the same
+    artifact would only be a new number for the same model (and a rollout of nothing)."""
+    message = (
+        f"AlreadyRegistered: the model is byte-identical (sha256 {sha[:12]}) to "
+        f"{duplicate.name}; no ModelVersion was registered"
+    )
+    new = training_status(
+        tj,
+        now=now,
+        phase="Succeeded",
+        ready="True",
+        reason="AlreadyRegistered",
+        message=message,
+        conditions=[(GATES_PASSED, "True", "GatesPassed"), *extra],
+        model_version=duplicate.name,
+        **common,
+    )
+    events = (
+        () if tj.status.phase == "Succeeded" else (Event("Normal", "AlreadyRegistered", message),)
+    )
+    return Plan(status=new, events=events)

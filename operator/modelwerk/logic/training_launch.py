@@ -23,6 +23,7 @@ from modelwerk.builders.training_job import (
     search_job_name,
 )
 from modelwerk.builders.workload import WorkloadConfig, build_artifact_pvc
+from modelwerk.logic.champion import ChampionTarget, with_champion
 from modelwerk.logic.jobs import JobOutcome
 from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.status import with_ready
@@ -40,6 +41,8 @@ class RegisteredVersion:
     version: int
     run: str | None
     training_job: str | None
+    sha256: str | None = None
+    """sha256 of its artifact: identical bytes are never registered twice."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class ObservedTraining:
     """Every ModelVersion of the target model in the namespace."""
     artifact_pvc_exists: bool
     """Whether the store's claim exists (always true for a remote store)."""
+    champion: ChampionTarget | str | None = None
+    """spec.champion resolved (a string: why it cannot be; None: there is none, a
+    Deployment serving nothing yet)."""
 
 
 def training_status(
@@ -152,6 +158,8 @@ _CLEARED: dict[str, Any] = dict.fromkeys(
         "tracking",
         "search",
         "trainer",
+        "champion",
+        "champion_version",
     )
 )
 """Status fields of an earlier run, cleared when a run starts."""
@@ -367,6 +375,17 @@ def start(
     if pinned and (changed := _changed_dataset(tj, dataset, now=now)) is not None:
         return changed
     ref = tj.spec.dataset_ref.name
+    if tj.spec.champion is not None and isinstance(observed.champion, str):
+        new = training_status(
+            tj,
+            now=now,
+            phase="Pending",
+            ready="False",
+            reason="ChampionNotFound",
+            message=f"Waiting for the champion: {observed.champion}",
+        )
+        return Plan(status=new, requeue_after=WAIT_FOR_DATASET_SECONDS)
+    champion = observed.champion if isinstance(observed.champion, ChampionTarget) else None
     fields: dict[str, Any] = {"job_name": job_name}
     if trained is not None:
         assert trained.model_uri is not None and trained.sha256 is not None
@@ -379,16 +398,19 @@ def start(
             trained.sha256,
             trained.model_format,
         )
+        body = with_champion(body, champion)
         message = f"Started evaluation Job {job_name} of the trainer's model on the holdout"
         fields |= {"trainer": trained.record}
     else:
-        body = build_training_job(tj, dataset, fingerprint, config)
+        body = with_champion(build_training_job(tj, dataset, fingerprint, config), champion)
         message = f"Started training Job {job_name} on Dataset {ref} version {ds.short_version}"
     if not pinned:
         fields |= _new_run(dataset, now)
     elif searched is not None:
         message += f" to fit the best of {searched.trials_done} trials"
         fields |= {"search": searched}
+    if champion is not None:
+        fields["champion_version"] = champion.version
     return _launched(
         tj,
         observed,

@@ -9,6 +9,7 @@ from pydantic import ValidationError, model_validator
 
 from modelwerk.api.base import ApiModel
 from modelwerk.api.conditions import ConditionStatus
+from modelwerk.api.v1alpha1.champion import ChampionResult
 from modelwerk.api.v1alpha1.evaluation import (
     FairnessSummary,
     RobustnessSummary,
@@ -56,6 +57,7 @@ class TrainingResult(ApiModel):
     environment: RuntimeEnvironment | None = None
     tracking: TrackingRecord | None = None
     tracking_error: str | None = None
+    champion: ChampionResult | None = None
 
     @model_validator(mode="before")
     @classmethod

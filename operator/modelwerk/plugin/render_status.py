@@ -401,11 +401,23 @@ class _View:
             pairs.append(("Drift", text))
         elif config:
             pairs.append(("Drift", "not measured yet"))
-        if drift.get("lastRetrainingJob"):
+        retraining = mapping(self.status.get("retraining"))
+        last, held = mapping(retraining.get("lastRun")), mapping(retraining.get("lastSuppressed"))
+        if last:
+            text = f"TrainingJob {last.get('trainingJob')} ({last.get('trigger')}: {last.get('reason')})"
+            if last.get("time"):
+                text += f", started {age(last['time'], self.now)} ago"
+            pairs.append(("Retraining", text))
+        elif drift.get("lastRetrainingJob"):
             text = f"TrainingJob {drift['lastRetrainingJob']}"
             if drift.get("lastRetrainingTime"):
                 text += f", started {age(drift['lastRetrainingTime'], self.now)} ago"
             pairs.append(("Retraining", text))
+        if held and (not last or str(held.get("time")) > str(last.get("time"))):
+            text = f"{held.get('trigger')} held back: {held.get('suppressed')}"
+            if held.get("time"):
+                text += f", {age(held['time'], self.now)} ago"
+            pairs.append(("Not retrained", text))
         return "Monitoring:\n" + fields(pairs, indent="  ") if pairs else ""
 
     # -- what a person can do next --------------------------------------------------------

@@ -201,3 +201,5 @@ class ModelCard(_Contract):
     fairness: FairnessCard | None = None
     robustness: RobustnessCard | None = None
     trials: TrialsRef | None = None
+    champion: dict[str, Any] | None = None
+    """The champion it was compared with on the same holdout, and both figures."""

@@ -19,6 +19,7 @@ from modelwerk.logic.drift import DriftInput
 from modelwerk.logic.experiment_figures import ExperimentFigures
 from modelwerk.logic.live import LiveInput
 from modelwerk.logic.plan import Plan
+from modelwerk.logic.retraining import RetrainingInput
 from modelwerk.logic.shadow import ShadowFigures
 from modelwerk.logic.tracks import TrackState
 
@@ -88,6 +89,7 @@ class Sim:
         live: LiveInput | None = None,
         figures: ExperimentFigures | str | None = None,
         shadow_figures: ShadowFigures | str | None = None,
+        retraining: RetrainingInput | None = None,
     ) -> Plan:
         observed = ObservedDeployment(
             versions=list(self.versions),
@@ -101,6 +103,7 @@ class Sim:
             monitor=self.monitor is not None,
             figures=figures,
             shadow_figures=shadow_figures,
+            retraining=retraining or RetrainingInput(),
         )
         plan = reconcile_deployment(self.dep, observed, now=self.now, config=WORKLOAD)
         self.dep = self.dep.model_copy(update={"status": plan.status})

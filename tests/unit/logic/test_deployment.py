@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from modelwerk.api.conditions import get_condition
 from modelwerk.api.v1alpha1.deployment import DriftWindow, LatencyBucket, MetricSample
-from modelwerk.logic.drift import DriftInput, RetrainingRun
+from modelwerk.logic.drift import DriftInput
 from modelwerk.logic.rollout import split_replicas
 
 from .rollout_sim import Sim, deployment, version
@@ -354,63 +352,6 @@ MONITORED = {
     "drift": {"threshold": 0.2, "intervalSeconds": 30},
     "retraining": {"trainingJobRef": {"name": "iris-rf"}, "minIntervalSeconds": 600},
 }
-
-
-def template() -> object:
-    from modelwerk.api.v1alpha1 import TrainingJob
-
-    return TrainingJob.from_k8s(
-        {
-            "apiVersion": "modelwerk.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "metadata": {"name": "iris-rf", "namespace": "ns"},
-            "spec": {
-                "datasetRef": {"name": "iris"},
-                "model": {"name": "iris-classifier"},
-                "estimator": {"name": "RandomForestClassifier", "params": {"n_estimators": 10}},
-            },
-        }
-    )
-
-
-def test_drift_above_threshold_starts_exactly_one_retraining_run() -> None:
-    sim = healthy_on_v1(monitoring=MONITORED)
-    tj = template()
-    plan = sim.step(drift=DriftInput(sample=sample(sim.now, 100, drift=0.5), template=tj))  # type: ignore[arg-type]
-    assert condition(sim, "DriftDetected") == ("True", "DriftAboveThreshold")
-    (created,) = plan.create
-    assert created["metadata"]["name"] == "iris-retrain-1"
-    assert created["spec"]["estimator"]["params"] == {"n_estimators": 10}
-    assert "ownerReferences" not in created["metadata"]
-    assert sim.status.drift.last_retraining_job == "iris-retrain-1"
-    assert {e.reason for e in plan.events} == {"DriftDetected", "Retraining"}
-    in_flight = [RetrainingRun("iris-retrain-1", "Running", 1)]
-    plan = sim.step(
-        seconds=30,
-        drift=DriftInput(sample=sample(sim.now, 100, drift=0.6), runs=in_flight, template=tj),  # type: ignore[arg-type]
-    )
-    assert plan.create == () and plan.events == ()
-    done = [RetrainingRun("iris-retrain-1", "Succeeded", 1)]
-    plan = sim.step(
-        seconds=30,
-        drift=DriftInput(sample=sample(sim.now, 100, drift=0.6), runs=done, template=tj),  # type: ignore[arg-type]
-    )
-    assert plan.create == (), "minIntervalSeconds has not passed"
-    sim.now += timedelta(seconds=600)
-    plan = sim.step(
-        drift=DriftInput(sample=sample(sim.now, 100, drift=0.6), runs=done, template=tj)
-    )  # type: ignore[arg-type]
-    assert [c["metadata"]["name"] for c in plan.create] == ["iris-retrain-2"]
-
-
-def test_a_restart_after_creating_a_run_does_not_create_another() -> None:
-    sim = healthy_on_v1(monitoring=MONITORED)
-    # The run exists (created by a previous operator that crashed before writing the status).
-    runs = [RetrainingRun("iris-retrain-1", None, 1)]
-    plan = sim.step(
-        drift=DriftInput(sample=sample(sim.now, 100, drift=0.9), runs=runs, template=template())
-    )  # type: ignore[arg-type]
-    assert plan.create == ()
 
 
 def test_drift_within_threshold_and_missing_metrics_are_reported() -> None:

@@ -347,3 +347,21 @@ def test_tracking_never_fails_a_run_but_is_a_condition(
     assert bool(warned) == (state == "False")
     if tracking:
         assert plan.create[0]["spec"]["tracking"]["mlflow"]["runId"] == "r1"
+
+
+def test_a_byte_identical_artifact_registers_nothing_and_names_the_duplicate() -> None:
+    tj = training()
+    twin = [RegisteredVersion("iris-classifier-v3", "iris-classifier", 3, "old-run", "old", SHA)]
+    other = [RegisteredVersion("iris-classifier-v4", "iris-classifier", 4, "x", "y", "00" * 32)]
+    plan = decide(tj, observed(job(name_of(tj), "Succeeded", RESULT), versions=twin + other))
+    assert plan.create == ()
+    ready = get_condition(plan.status.conditions, "Ready")
+    assert ready is not None and ready.reason == "AlreadyRegistered"
+    assert plan.status.phase == "Succeeded"
+    assert plan.status.model_version == "iris-classifier-v3"
+    assert "byte-identical" in (plan.status.message or "")
+    assert "iris-classifier-v3" in (plan.status.message or "")
+    assert [e.reason for e in plan.events] == ["AlreadyRegistered"]
+    # another artifact of the same model is registered as usual
+    plan = decide(tj, observed(job(name_of(tj), "Succeeded", RESULT), versions=other))
+    assert plan.create[0]["metadata"]["name"] == "iris-classifier-v5"

@@ -125,6 +125,30 @@ def test_conditions_endpoints_and_drift() -> None:
     )
 
 
+def test_why_and_when_the_last_retraining_ran_and_what_was_held_back() -> None:
+    obj = canary_at(1)
+    obj["status"]["retraining"] = {
+        "lastRun": {
+            "time": "2026-11-22T09:00:00Z",
+            "trigger": "newData",
+            "reason": "Dataset iris has a new version 1f0c2a",
+            "trainingJob": "iris-retrain-2",
+        },
+        "lastSuppressed": {
+            "time": "2026-11-22T10:00:00Z",
+            "trigger": "drift",
+            "reason": "PSI 0.9",
+            "suppressed": "WaitingForNewData",
+        },
+    }
+    lines = [" ".join(line.split()) for line in section(render_status(obj, NOW), "Monitoring:")]
+    assert lines[1] == (
+        "Retraining: TrainingJob iris-retrain-2 (newData: Dataset iris has a new version "
+        "1f0c2a), started 75m ago"
+    )
+    assert lines[2] == "Not retrained: drift held back: WaitingForNewData, 15m ago"
+
+
 def test_an_indefinite_pause_suggests_promote_and_abort() -> None:
     hints = section(render_status(canary_at(1), NOW), "Next:")
     assert [h.split("   ")[0].strip() for h in hints] == [

@@ -157,3 +157,45 @@ def test_evaluation_rejects_a_model_that_cannot_predict_the_holdout(
     outcome = evaluate.run(tj, data, root)
     assert not outcome.ok and outcome.result["reason"] == "ModelRejected"
     assert "cannot predict the holdout" in outcome.result["error"]
+
+
+def test_a_delivered_model_is_compared_with_the_champion_on_the_same_holdout(
+    root: str, iris_csv: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    from modelwerk.runtime.trainer import champion
+
+    data = validated(root, uri=iris_csv, format="csv")
+    stump = job.run(
+        training_job(estimator={"name": "DecisionTreeClassifier", "params": {"max_depth": 1}}),
+        data,
+        root,
+    )
+    assert stump.ok, stump.result
+    tj = training_job(trainer=TRAINER, champion={"modelVersion": "m-v1"})
+    steps.prepare(tj, data, tmp_path / "input")
+    handed = pd.read_parquet(tmp_path / "input" / steps.TRAIN_FILE)
+    model = DecisionTreeClassifier(max_depth=4, random_state=0)
+    model.fit(handed.drop(columns="target"), handed["target"])
+    (tmp_path / "output").mkdir()
+    joblib.dump(model, tmp_path / "output" / "model.joblib")
+    uploaded = steps.upload(tmp_path / "output", str(tmp_path / "run"))
+    monkeypatch.setenv(evaluate.MODEL_URI_ENV, uploaded["uri"])
+    monkeypatch.setenv(evaluate.SHA256_ENV, uploaded["sha256"])
+    monkeypatch.setenv(champion.VERSION_ENV, "m-v1")
+    monkeypatch.setenv(champion.URI_ENV, stump.result["artifact"]["uri"])
+    monkeypatch.setenv(champion.SHA256_ENV, stump.result["artifact"]["sha256"])
+    outcome = evaluate.run(tj, data, root)
+    assert outcome.ok, outcome.result
+    verdict = outcome.result["champion"]
+    assert verdict["version"] == "m-v1" and verdict["passed"] is True
+    assert verdict["challenger"] == outcome.result["metrics"]["accuracy"]
+    assert verdict["champion"] < verdict["challenger"]  # one split cannot tell three species
+    assert verdict["holdoutRows"] == len(data_rows(data)) - len(handed)
+
+
+def data_rows(data: job.DatasetInput) -> pd.DataFrame:
+    from modelwerk.runtime.data import snapshot
+
+    return snapshot.read(data.snapshot_uri)

@@ -15,7 +15,6 @@ from modelwerk.api.base import (
     KEEP_DEFAULT,
     ApiModel,
     CrdMeta,
-    LocalObjectReference,
     ObjectName,
     PrinterColumn,
     Resource,
@@ -27,6 +26,7 @@ from modelwerk.api.v1alpha1.common import ResourceName, ResourceRequirements, St
 from modelwerk.api.v1alpha1.experiment import Experiment, ExperimentStatus
 from modelwerk.api.v1alpha1.model_version import Stage
 from modelwerk.api.v1alpha1.production import Capture, CaptureStatus, LiveMetrics
+from modelwerk.api.v1alpha1.retraining import Retraining, RetrainingStatus
 from modelwerk.api.v1alpha1.shadow import Shadow, ShadowStatus, ShadowStep
 
 RolloutPhase = Literal["Progressing", "Paused", "Healthy", "Degraded", "Aborted"]
@@ -194,22 +194,15 @@ class DriftMonitoring(ApiModel):
     """How often the operator reads the serving pods' drift. Defaults to 60."""
 
 
-class Retraining(ApiModel):
-    """Start a new training run when drift is detected."""
-
-    training_job_ref: LocalObjectReference
-    """A TrainingJob used as the template for retraining runs."""
-    min_interval_seconds: int = Field(default=3600, ge=60, le=31_536_000)
-    """Fewest seconds between two retraining runs (at most a year). Defaults to 3600."""
-
-
 class Monitoring(ApiModel):
     """Model monitoring and the closed loop."""
 
     drift: DriftMonitoring | None = None
     """Drift detection."""
     retraining: Retraining | None = None
-    """Retrain on drift; the new version rolls out when the Deployment follows modelSelector."""
+    """Retrain on drift, a live metric, new data or a schedule, only on data no earlier run
+    saw, gated against the served version; the new version rolls out when the Deployment
+    follows modelSelector."""
     capture: Capture | None = None
     """Inference capture, labels and the live accuracy joined across all replicas."""
 
@@ -456,7 +449,7 @@ class DriftStatus(ApiModel):
     measured_time: datetime | None = None
     """When it was measured."""
     last_retraining_job: str | None = None
-    """The TrainingJob started by the last retraining."""
+    """The TrainingJob started by the last retraining (status.retraining.lastRun says why)."""
     last_retraining_time: datetime | None = None
     """When that retraining started."""
 
@@ -521,6 +514,8 @@ class DeploymentStatus(StatusBase):
     """In-cluster URLs."""
     drift: DriftStatus | None = None
     """Monitoring results."""
+    retraining: RetrainingStatus | None = None
+    """Why and when the last retraining run started, and the last trigger held back."""
     live_metrics: LiveMetrics | None = None
     """Live accuracy / MAE per version from labels joined with captured predictions."""
     capture: CaptureStatus | None = None

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from modelwerk.api.base import ApiModel, CrdMeta, PrinterColumn, Resource, name_rules, with_cel
+from modelwerk.api.v1alpha1.champion import ChampionResult
 from modelwerk.api.v1alpha1.common import ResourceName, StatusBase, Uri
 from modelwerk.api.v1alpha1.evaluation import (
     FairnessSummary,
@@ -34,6 +35,7 @@ IMMUTABLE_FIELDS = (
     "robustness",
     "environment",
     "tracking",
+    "champion",
 )
 
 
@@ -187,6 +189,9 @@ class ModelVersionSpec(ApiModel):
     scikit-learn minor version refuse it unless the Deployment allows the mismatch."""
     tracking: TrackingRecord | None = None
     """The experiment-tracker run that produced this version."""
+    champion: ChampionResult | None = None
+    """The version it beat on the same holdout before it was registered (TrainingJob
+    spec.champion), with both figures."""
     stage: Stage = "None"
     """Lifecycle stage: None, Staging, Production or Archived. The only mutable field;
     at most one version per model is in Production (the operator archives the previous one)."""

@@ -18,6 +18,7 @@ from modelwerk.api.base import (
     name_rules,
     with_cel,
 )
+from modelwerk.api.v1alpha1.champion import Champion, ChampionResult
 from modelwerk.api.v1alpha1.common import ResourceRequirements, StatusBase
 from modelwerk.api.v1alpha1.estimators import (
     CLASSIFICATION_METRICS,
@@ -254,6 +255,10 @@ class TrainingJobSpec(ApiModel):
     """Perturbation tests on the holdout; robustness.* gates turn them on with the defaults."""
     tracking: Tracking | None = None
     """Log every run to an experiment tracker as well (default: the operator's setting)."""
+    champion: Champion | None = None
+    """Register the model only when it beats this reference on the same holdout rows by the
+    margin; otherwise the run is Rejected with both figures. Retraining runs a Deployment
+    starts set it to the version the Deployment serves."""
 
     model_config = with_cel(
         {
@@ -400,6 +405,10 @@ class TrainingJobStatus(StatusBase):
     """What the trainer container of spec.trainer did."""
     reproducibility: Reproducibility | None = None
     """The exact dataset version, seed, image and library versions of the finished run."""
+    champion: ChampionResult | None = None
+    """Champion and challenger on the same holdout (spec.champion)."""
+    champion_version: str | None = None
+    """The ModelVersion resolved as the champion when the run started."""
 
 
 class TrainingJob(Resource):

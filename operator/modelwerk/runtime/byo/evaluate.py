@@ -93,7 +93,9 @@ def run(job: TrainingJob, data: train_job.DatasetInput, root: str) -> train_job.
             details=details,
             fairness=fair,
             robustness=robust,
+            holdout=list(x_test.index),
         )
+        trained.champion = train_job.challenge(job, frame, data.target, trained)
         published = train_job.publish_model(
             job, data, root, trained, f"trainer:{trainer.image}", started, onnx=onnx
         )

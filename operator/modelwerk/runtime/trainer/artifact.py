@@ -143,6 +143,7 @@ def write(
             fairness=trained.fairness,
             robustness=trained.robustness,
             trials=trials,
+            champion=trained.champion.to_k8s() if trained.champion else None,
         )
         with storage.open_uri(storage.join(staging, MODEL_CARD_FILE), "w") as handle:
             handle.write(card.model_dump_json(by_alias=True, indent=2))

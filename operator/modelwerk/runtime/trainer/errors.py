@@ -13,6 +13,8 @@ Reason = Literal[
     "DatasetInvalid",
     "TrainingError",
     "ModelRejected",
+    "ChampionUnloadable",
+    "ChampionIncompatible",
     "ArtifactStoreError",
     "Internal",
 ]

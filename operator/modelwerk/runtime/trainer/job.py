@@ -44,6 +44,7 @@ from typing import Any
 
 import pandas as pd
 
+from modelwerk.api.v1alpha1.champion import ChampionResult
 from modelwerk.api.v1alpha1.evaluation import gate_figures
 from modelwerk.api.v1alpha1.training_job import TrainingJob
 from modelwerk.runtime import publish, storage, termination
@@ -51,6 +52,7 @@ from modelwerk.runtime.artifacts import CompiledArtifact, DatasetLineage, Trials
 from modelwerk.runtime.data import snapshot
 from modelwerk.runtime.trainer import (
     artifact,
+    champion,
     fairness,
     robustness,
     signature,
@@ -135,6 +137,7 @@ def run(job: TrainingJob, data: DatasetInput, root: str) -> Outcome:
             # The search ran in its own pods; their records are the search's result.
             searched = trials.read(trials.table(directory))
         trained = train.fit(job.spec, frame, data.target, searched)
+        trained.champion = challenge(job, frame, data.target, trained)
         trials_ref = None
         if trained.trials:
             table = trials.table(directory)
@@ -152,6 +155,7 @@ def run(job: TrainingJob, data: DatasetInput, root: str) -> Outcome:
                 trained.model, frame, trained.signature, trained.task, holdout=trained.holdout
             )
             if all(g["passed"] for g in gate_results(job, trained))
+            and (trained.champion is None or trained.champion.passed)
             else None
         )
         estimator = job.spec.estimator.name if job.spec.estimator else "trainer"
@@ -161,6 +165,20 @@ def run(job: TrainingJob, data: DatasetInput, root: str) -> Outcome:
         return trained, published, trials_ref
 
     return guarded(job, data, started, train_and_publish)
+
+
+def challenge(
+    job: TrainingJob, frame: pd.DataFrame, target: str, trained: train.Trained
+) -> ChampionResult | None:
+    """The champion (spec.champion) on the trained model's exact holdout rows."""
+    rows = frame.loc[trained.holdout]
+    return champion.compare(
+        job.spec,
+        champion.ChampionInput.from_env(),
+        trained.metrics,
+        rows.drop(columns=[target]),
+        rows[target],
+    )
 
 
 def check_model_name(job: TrainingJob) -> None:
@@ -253,6 +271,8 @@ def report(
     }
     if card.compiled is not None:
         result["compiled"] = compiled_result(card.compiled)
+    if trained.champion is not None:
+        result["champion"] = trained.champion.to_k8s()
     if trained.fairness is not None:
         result["fairness"] = fairness.summary(trained.fairness)
     if trained.robustness is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from modelwerk.api.v1alpha1.champion import ChampionResult
 from modelwerk.api.v1alpha1.evaluation import Robustness, is_robustness_gate, noise_level
 from modelwerk.api.v1alpha1.training_job import TrainingJobSpec
 from modelwerk.runtime.artifacts import FairnessCard, RobustnessCard, Signature, Task
@@ -57,6 +58,8 @@ class Trained:
     fairness: FairnessCard | None = None
     robustness: RobustnessCard | None = None
     trials: list[trials.Trial] = field(default_factory=list)
+    champion: ChampionResult | None = None
+    """The champion scored on the same holdout rows (spec.champion)."""
 
 
 @dataclass
