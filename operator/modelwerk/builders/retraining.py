@@ -50,6 +50,9 @@ def build_retraining_job(
     }
     if record.dataset_version:
         annotations[DATASET_VERSION_ANNOTATION] = record.dataset_version
+        # The run trains on the version it was started for: neither a newer one published
+        # while it waits (the next trigger's data) nor the template's own pin (data seen).
+        spec["datasetRef"] = {**spec["datasetRef"], "version": record.dataset_version}
     return {
         "apiVersion": template.api_version,
         "kind": "TrainingJob",

@@ -8,12 +8,15 @@ pod's verdict alone never registers a model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelwerk.api.v1alpha1.champion import ChampionResult, beats, default_metric
 from modelwerk.api.v1alpha1.training_job import TrainingJob
 from modelwerk.builders.champion import with_champion as _champion_env
-from modelwerk.logic.training_result import TrainingResult
+
+if TYPE_CHECKING:
+    # only a type here: training_result -> training_launch -> this module at import time
+    from modelwerk.logic.training_result import TrainingResult
 
 CHAMPION_BEATEN = "ChampionBeaten"
 

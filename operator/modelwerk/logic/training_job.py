@@ -26,8 +26,8 @@ from modelwerk.builders.training_job import (
     training_job_name,
 )
 from modelwerk.builders.workload import WorkloadConfig
-from modelwerk.logic.dataset_versions import pin_dataset
 from modelwerk.logic.champion import CHAMPION_BEATEN, judge
+from modelwerk.logic.dataset_versions import pin_dataset
 from modelwerk.logic.jobs import JobOutcome, failure
 from modelwerk.logic.plan import Event, Plan
 from modelwerk.logic.training_byo import decide_trainer

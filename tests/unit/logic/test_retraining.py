@@ -159,6 +159,7 @@ def test_a_new_dataset_version_under_drift_starts_exactly_one_run_recording_why(
     assert meta["labels"][TRIGGER_LABEL] == "drift"
     assert "PSI" in meta["annotations"][REASON_ANNOTATION]
     assert meta["annotations"][DATASET_VERSION_ANNOTATION] == NEW
+    assert run["spec"]["datasetRef"]["version"] == NEW
     assert run["spec"]["champion"] == {"deployment": "iris", "margin": 0.0, "relative": False}
     last = sim.status.retraining.last_run
     assert (last.trigger, last.training_job, last.dataset_version) == ("drift", meta["name"], NEW)
