@@ -388,7 +388,10 @@ def test_the_production_dataset_publishes_the_base_and_the_new_concept(
     print(f"[loop] {RECENT} version {ds['version'][7:19]}: {ds['rows']} rows, {provenance}")
     assert provenance["base"]["dataset"] == "iris" and provenance["base"]["rows"] == 150
     production = provenance["production"]
-    assert production["rows"] >= MIN_LABELLED_ROWS and production["modelVersions"] == [state["v1"]]
+    assert production["labelledRows"] >= MIN_LABELLED_ROWS, production
+    # inputSampleRate 1: every labelled row has its inputs.
+    assert production["rows"] >= 0.99 * production["labelledRows"], production
+    assert production["modelVersions"] == [state["v1"]], production
     assert ds["rows"] == 150 + production["rows"]
     # The template never ran by itself.
     assert not status(kubectl, "trainingjob", TEMPLATE, namespace).get("modelVersion")
