@@ -323,9 +323,9 @@ def test_the_concept_shifts_and_retraining_on_the_original_data_would_be_hollow(
     state["client"] = clients(kubectl, namespace, 30000, 0.02, 2, 1)
     # What users add once they want a model of what production says now: the rows captured
     # since the shift, after the original data, and a template that trains on them. The
-    # template is pinned to a version no Dataset has, so that it never runs by itself (it
-    # would train on the first version and make it "seen"); retraining runs override the pin
-    # with the version they start for.
+    # template is suspended, so that it never runs by itself (it would train on the first
+    # version and make it "seen"); retraining runs are copies without suspend, pinned to the
+    # version they start for.
     kubectl.apply(
         {
             "apiVersion": "modelwerk.dev/v1alpha1",
@@ -349,7 +349,8 @@ def test_the_concept_shifts_and_retraining_on_the_original_data_would_be_hollow(
     template = sample("trainingjob")
     template["metadata"]["name"] = TEMPLATE
     template["spec"].update(
-        datasetRef={"name": RECENT, "version": "0" * 12},
+        datasetRef={"name": RECENT},
+        suspend=True,
         search=None,
         estimator=ESTIMATOR,
         # The holdout mixes base rows (old concept) and production rows (new): a challenger
@@ -393,8 +394,9 @@ def test_the_production_dataset_publishes_the_base_and_the_new_concept(
     assert production["rows"] >= 0.99 * production["labelledRows"], production
     assert production["modelVersions"] == [state["v1"]], production
     assert ds["rows"] == 150 + production["rows"]
-    # The template never ran by itself.
-    assert not status(kubectl, "trainingjob", TEMPLATE, namespace).get("modelVersion")
+    # The template never ran by itself: it is Suspended, with no Job and no version.
+    template = status(kubectl, "trainingjob", TEMPLATE, namespace)
+    assert template.get("phase") == "Suspended" and not template.get("modelVersion"), template
     state["published"] = ds["version"]
 
 

@@ -15,6 +15,9 @@ if phase == "Succeeded" then
 elseif phase == "Pending" or phase == "Searching" or phase == "Running" then
   -- Pending also covers waiting for the Dataset, which reports its own health.
   return {status = "Progressing", message = message}
+elseif phase == "Suspended" then
+  -- A retraining template: it starts no run of its own, by design.
+  return {status = "Suspended", message = message}
 elseif phase == "Failed" or phase == "Rejected" then
   -- Rejected: the run finished but a gate failed, so no ModelVersion was registered.
   return {status = "Degraded", message = message}

@@ -37,6 +37,7 @@ def build_retraining_job(
     gate: RetrainingGate,
 ) -> dict[str, Any]:
     spec = template.spec.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    spec.pop("suspend", None)  # the template may be suspended; its copies are the runs
     if gate.enabled and template.spec.champion is None:
         spec["champion"] = {
             "deployment": dep.metadata.name,

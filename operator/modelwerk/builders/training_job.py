@@ -39,7 +39,9 @@ def run_fingerprint(tj: TrainingJob) -> str:
     >>> run_fingerprint(TrainingJob.from_k8s(doc)) == run_fingerprint(TrainingJob.from_k8s(doc))
     True
     """
-    return hashlib.sha256(json.dumps(tj.spec.to_k8s(), sort_keys=True).encode()).hexdigest()[:10]
+    # suspend says whether to run, not what: lifting it starts the run the spec describes.
+    spec = {k: v for k, v in tj.spec.to_k8s().items() if k != "suspend"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def training_job_name(tj: TrainingJob, fingerprint: str) -> str:

@@ -77,6 +77,20 @@ def reconcile_training_job(
     this_run = status.job_name == job_name or status.job_name in _stage_jobs(tj, fingerprint)
     if this_run and status.phase in TERMINAL:
         return Plan(status=status.model_copy(update={"observed_generation": meta.generation}))
+    if tj.spec.suspend and job is None and not this_run:
+        # A retraining template: a run of its own the moment its (production) Dataset is Ready
+        # would bypass every trigger and the champion gate, and count that version as seen.
+        return Plan(
+            status=training_status(
+                tj,
+                now=now,
+                phase="Suspended",
+                ready="False",
+                reason="Suspended",
+                message="spec.suspend is true: no run starts; retraining copies of this "
+                "TrainingJob run without it",
+            )
+        )
     pinned = pin_dataset(tj, observed, now=now)
     if isinstance(pinned, Plan):
         return pinned

@@ -12,10 +12,12 @@ from modelwerk.api.v1alpha1 import Dataset, ModelVersion, TrainingJob
 from modelwerk.api.v1alpha1.deployment import LatencyBucket, MetricSample
 from modelwerk.api.v1alpha1.production import LiveMetrics, LiveVersion
 from modelwerk.api.v1alpha1.retraining import RetrainingTriggers
+from modelwerk.api.v1alpha1.retraining import RetrainingGate, RetrainingRecord
 from modelwerk.builders.retraining import (
     DATASET_VERSION_ANNOTATION,
     REASON_ANNOTATION,
     TRIGGER_LABEL,
+    build_retraining_job,
 )
 from modelwerk.logic.drift import DriftInput
 from modelwerk.logic.live import LiveInput, LiveReading
@@ -53,8 +55,9 @@ def served(dataset_version: str = OLD) -> ModelVersion:
     )
 
 
-def template(champion: dict[str, Any] | None = None) -> TrainingJob:
+def template(champion: dict[str, Any] | None = None, **extra: Any) -> TrainingJob:
     spec: dict[str, Any] = {
+        **extra,
         "datasetRef": {"name": "iris"},
         "model": {"name": MODEL},
         "estimator": {"name": "RandomForestClassifier", "params": {"n_estimators": 10}},
@@ -313,3 +316,18 @@ def test_triggers_and_suppressions_are_counted_once_per_episode() -> None:
     plan = sim.step(drift=drifting(sim.now), retraining=inputs(NEW))
     record_rollout(before, plan)
     assert value(RETRAINING_TRIGGERED, "drift") == triggered + 1
+
+
+def test_a_suspended_template_is_copied_into_a_run_that_is_not() -> None:
+    suspended = template(suspend=True)
+    assert suspended.spec.suspend
+    record = RetrainingRecord(
+        trigger="newData",
+        reason="new data",
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        dataset_version=NEW,
+    )
+    dep = healthy(monitored()).dep
+    run = build_retraining_job(dep, suspended, 1, record, RetrainingGate())
+    assert "suspend" not in run["spec"]
+    assert TrainingJob.from_k8s(run).spec.suspend is False

@@ -261,6 +261,18 @@ def test_a_job_marked_failure_target_is_failed_before_its_pods_are_gone() -> Non
     assert settled.status == first.status and settled.create == ()
 
 
+def test_a_suspended_training_job_starts_no_run_until_it_is_resumed() -> None:
+    tj = training(suspend=True)
+    plan = decide(tj, observed())
+    assert plan.create == () and plan.status.phase == "Suspended"
+    assert get_condition(plan.status.conditions, "Ready").reason == "Suspended"  # type: ignore[union-attr]
+    resumed = training(suspend=False)
+    # Lifting suspend starts the run the spec describes: the same Job as if it had never been set.
+    assert name_of(resumed) == name_of(tj)
+    (job_body,) = [o for o in decide(resumed, observed()).create if o["kind"] == "Job"]
+    assert job_body["metadata"]["name"] == name_of(tj)
+
+
 def test_editing_the_spec_starts_a_new_run() -> None:
     tj = training()
     done = decide(

@@ -109,6 +109,7 @@ DATASET = {
 }
 TRAINING_JOB = {
     "Pending": "Progressing",
+    "Suspended": "Suspended",
     "Searching": "Progressing",
     "Running": "Progressing",
     "Succeeded": "Healthy",

@@ -53,7 +53,9 @@ from modelwerk.api.v1alpha1.trainer import Trainer
 
 __all__ = ["Search", "SearchRange", "Stage", "search_plan"]  # re-exported: the spec's parts
 
-TrainingPhase = Literal["Pending", "Searching", "Running", "Succeeded", "Failed", "Rejected"]
+TrainingPhase = Literal[
+    "Pending", "Suspended", "Searching", "Running", "Succeeded", "Failed", "Rejected"
+]
 Params = dict[str, Any]
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
@@ -259,6 +261,10 @@ class TrainingJobSpec(ApiModel):
     """Register the model only when it beats this reference on the same holdout rows by the
     margin; otherwise the run is Rejected with both figures. Retraining runs a Deployment
     starts set it to the version the Deployment serves."""
+    suspend: bool = False
+    """Start no run (phase Suspended): a template that a Deployment's retraining copies, so
+    that only the retraining triggers start runs from it (the copies drop it). Setting it back
+    to false starts the run; a run already started is not stopped. Defaults to false."""
 
     model_config = with_cel(
         {
