@@ -11,8 +11,7 @@ from modelwerk.api.conditions import get_condition
 from modelwerk.api.v1alpha1 import Dataset, ModelVersion, TrainingJob
 from modelwerk.api.v1alpha1.deployment import LatencyBucket, MetricSample
 from modelwerk.api.v1alpha1.production import LiveMetrics, LiveVersion
-from modelwerk.api.v1alpha1.retraining import RetrainingTriggers
-from modelwerk.api.v1alpha1.retraining import RetrainingGate, RetrainingRecord
+from modelwerk.api.v1alpha1.retraining import RetrainingGate, RetrainingRecord, RetrainingTriggers
 from modelwerk.builders.retraining import (
     DATASET_VERSION_ANNOTATION,
     REASON_ANNOTATION,
