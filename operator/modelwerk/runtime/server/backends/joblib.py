@@ -68,8 +68,8 @@ class JoblibBackend:
             both = np.asarray(self.estimator.predict_proba(data), dtype=np.float64)
             return np.asarray(self.estimator.classes_).take(both.argmax(axis=1)), both
         if proba and self._both is not None:
-            labels, probabilities = self._both(data)
-            return labels, np.asarray(probabilities, dtype=np.float64)
+            labels, computed = self._both(data)
+            return labels, np.asarray(computed, dtype=np.float64)
         pred = np.asarray(self.estimator.predict(data))
         if pred.ndim > 1:  # some regressors return [n, 1]
             pred = pred.reshape(len(x), -1)[:, 0]
