@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from modelwerk.runtime.artifacts import ModelCard
+from modelwerk.runtime.server.backends import one_pass
 from modelwerk.runtime.server.backends.verified import ModelLoadError, verified_copy
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class JoblibBackend:
             )
         self.has_proba = classification and hasattr(estimator, "predict_proba")
         self._predict_from_proba = self.has_proba and _argmax_of_proba(estimator)
+        self._both = one_pass.rule_for(estimator) if self.has_proba else None
 
     def model_input(self, x: np.ndarray) -> Any:
         """The matrix (signature column order) as the estimator wants it."""
@@ -65,6 +67,9 @@ class JoblibBackend:
         if proba and self._predict_from_proba:
             both = np.asarray(self.estimator.predict_proba(data), dtype=np.float64)
             return np.asarray(self.estimator.classes_).take(both.argmax(axis=1)), both
+        if proba and self._both is not None:
+            labels, computed = self._both(data)
+            return labels, np.asarray(computed, dtype=np.float64)
         pred = np.asarray(self.estimator.predict(data))
         if pred.ndim > 1:  # some regressors return [n, 1]
             pred = pred.reshape(len(x), -1)[:, 0]
